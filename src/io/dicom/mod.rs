@@ -1,0 +1,1 @@
+//! DICOM (placeholder: series discovery and decoding are being written).
