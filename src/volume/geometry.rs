@@ -8,6 +8,9 @@
 //!
 //! Slicer works in RAS: x and y are negated at the edge that talks to it, never here.
 
+// Matrix code reads best with explicit row and column indices.
+#![allow(clippy::needless_range_loop)]
+
 /// Position of a voxel lattice in LPS millimetres.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Geometry {
