@@ -1,1 +1,7 @@
-fn main() {}
+//! The `segkit` command: see `segkit --help`.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    segkit::cli::main()
+}

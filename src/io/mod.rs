@@ -12,6 +12,7 @@ pub mod nrrd;
 pub use atomic::{write_atomic, write_bytes_atomic};
 
 use crate::error::{Error, Result};
+use crate::volume::{AnyVolume, Labelmap, Scalar, Segmentation};
 use std::path::Path;
 
 /// The file formats segkit reads and writes.
@@ -63,6 +64,138 @@ impl Format {
             Format::SegNrrd => "Slicer segmentation (.seg.nrrd)",
             Format::Nifti => "NIfTI",
         }
+    }
+}
+
+/// What a file or folder holds once read.
+#[derive(Debug, Clone)]
+pub enum Dataset {
+    /// An image (CT, MR, a label map stored as a plain volume, ...).
+    Volume(AnyVolume),
+    /// Named segments on one lattice (a `.seg.nrrd`).
+    Segmentation(Segmentation),
+}
+
+impl Dataset {
+    /// The dataset as a volume: a segmentation is flattened into a label map the way
+    /// Slicer's "Export to label map" does (segment `n` gets label `n + 1`).
+    pub fn into_volume(self) -> AnyVolume {
+        match self {
+            Dataset::Volume(v) => v,
+            Dataset::Segmentation(s) => AnyVolume::U16(s.to_labelmap()),
+        }
+    }
+
+    /// The dataset as a segmentation: a volume is read as a label map, one segment per
+    /// non-zero value, as Slicer imports label maps. `path` names the source in errors.
+    pub fn into_segmentation(self, path: &Path) -> Result<Segmentation> {
+        match self {
+            Dataset::Segmentation(s) => Ok(s),
+            Dataset::Volume(v) => Ok(Segmentation::from_labelmap(&labelmap_from(&v, path)?)),
+        }
+    }
+}
+
+/// A volume's voxels as label values, or an error when a voxel is not an integer in 0..=65535.
+pub fn labelmap_from(v: &AnyVolume, path: &Path) -> Result<Labelmap> {
+    let values = v.to_f64();
+    if let Some(bad) = values
+        .data
+        .iter()
+        .find(|&&x| !(x.fract() == 0.0 && (0.0..=65535.0).contains(&x)))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{}: cannot be used as a label map: voxel value {bad} is not an integer label in 0..=65535",
+            path.display()
+        )));
+    }
+    Ok(crate::volume::Volume::new(
+        values.data.mapv(u16::from_f64),
+        values.geometry,
+    ))
+}
+
+/// Progress callback: `(done, total)` units of work.
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
+
+/// How to open a path: builder at the edge, ending in [`OpenOptions::open`].
+#[derive(Default)]
+pub struct OpenOptions<'a> {
+    series: Option<String>,
+    progress: Option<Progress<'a>>,
+}
+
+impl<'a> OpenOptions<'a> {
+    /// Default options: a folder must hold exactly one series.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Picks one series of a DICOM folder: its number in `segkit info`'s listing (1-based)
+    /// or its SeriesInstanceUID.
+    pub fn series(mut self, series: Option<String>) -> Self {
+        self.series = series;
+        self
+    }
+
+    /// Reports progress of long reads (DICOM decoding).
+    pub fn progress(mut self, progress: Progress<'a>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Reads `path`, choosing the reader from [`Format::from_path`].
+    pub fn open(&self, path: &Path) -> Result<Dataset> {
+        if !path.exists() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            ));
+        }
+        match Format::from_path(path)? {
+            Format::Nrrd => nrrd::read_volume(path).map(Dataset::Volume),
+            Format::SegNrrd => nrrd::read_segmentation(path).map(Dataset::Segmentation),
+            Format::Nifti => nifti::read_volume(path).map(Dataset::Volume),
+            Format::Dicom => self.open_dicom(path).map(Dataset::Volume),
+        }
+    }
+
+    fn open_dicom(&self, path: &Path) -> Result<AnyVolume> {
+        let _ = (&self.series, &self.progress);
+        Err(Error::unsupported(
+            path,
+            "DICOM reading is not implemented yet",
+        ))
+    }
+}
+
+/// Reads `path` with default options.
+pub fn open(path: &Path) -> Result<Dataset> {
+    OpenOptions::new().open(path)
+}
+
+/// Writes `dataset` to `path` in the format its extension names:
+/// - `.seg.nrrd`: a Slicer segmentation (a volume is taken as a label map);
+/// - `-label.nrrd`: a Slicer label map (`short`), flattening a segmentation;
+/// - `.nrrd`, `.nhdr`: the volume in its own voxel type;
+/// - `.nii`, `.nii.gz`: NIfTI-1.
+pub fn write(path: &Path, dataset: Dataset, source: &Path) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match Format::from_path(path)? {
+        Format::SegNrrd => nrrd::write_segmentation(path, &dataset.into_segmentation(source)?),
+        Format::Nrrd if name.ends_with("-label.nrrd") || name.ends_with("_label.nrrd") => {
+            let labels = labelmap_from(&dataset.into_volume(), source)?;
+            nrrd::write_labelmap(path, &labels)
+        }
+        Format::Nrrd => nrrd::write_volume(path, &dataset.into_volume()),
+        Format::Nifti => nifti::write_volume(path, &dataset.into_volume()),
+        Format::Dicom => Err(Error::unsupported(
+            path,
+            "writing DICOM is not supported; write .nrrd, .seg.nrrd, .nii or .nii.gz",
+        )),
     }
 }
 

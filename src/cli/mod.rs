@@ -1,0 +1,45 @@
+//! The `segkit` command line: a thin edge over the library. Arguments are parsed here,
+//! files are read and written through [`crate::io`], and errors are printed with the path
+//! and the reason before exiting non-zero.
+
+mod convert;
+mod info;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// segkit: segmentation engine for 3D Slicer's Segment Editor, and a DICOM / NRRD / NIfTI toolkit.
+#[derive(Debug, Parser)]
+#[command(name = "segkit", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the series or volumes found in files and folders: size, spacing, orientation,
+    /// modality, transfer syntax, and warnings (uneven spacing, missing slices, gantry tilt).
+    Info(info::InfoArgs),
+    /// Convert a DICOM folder or file, .nrrd, .nhdr, .seg.nrrd, .nii or .nii.gz into the
+    /// format named by the output's extension.
+    Convert(convert::ConvertArgs),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => info::run(&args),
+        Command::Convert(args) => convert::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The library's messages already name the file and include the cause.
+            eprintln!("segkit: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
