@@ -8,6 +8,7 @@
 //! standard order; world coordinates are LPS millimetres; see [`volume::Geometry`].
 
 pub mod cli;
+pub mod effects;
 pub mod error;
 pub mod io;
 pub mod volume;

@@ -1,0 +1,1 @@
+//! Automatic threshold selection (placeholder: being written).
