@@ -11,6 +11,7 @@ pub mod cli;
 pub mod effects;
 pub mod error;
 pub mod io;
+pub mod kernels;
 pub mod volume;
 
 pub use error::{Error, Result};

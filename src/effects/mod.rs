@@ -2,5 +2,110 @@
 //!
 //! One effect per file, each with its parameter struct (`Default` = Slicer's defaults) and
 //! one entry point. Effects never see a path, a socket or a proto type.
+//!
+//! An effect does what Slicer's effect computes before it calls
+//! `modifySelectedSegmentByLabelmap`: it returns one or more [`Modifier`]s, each a binary
+//! mask on the reference lattice with a [`ModificationMode`] and a target segment. Masking
+//! (editable area, editable intensity range, overwrite of other segments) is applied after
+//! that, by Slicer itself when the extension applies the result, or by [`masking`] when
+//! segkit applies it (command line, batch).
 
 pub mod auto_threshold;
+pub mod islands;
+pub mod masking;
+// pub mod threshold; (waits for auto_threshold)
+
+use ndarray::Array3;
+
+/// How a modifier changes its segment (Slicer's `ModificationMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModificationMode {
+    /// The segment becomes the modifier (inside the editable area).
+    #[default]
+    Set,
+    /// The modifier is added to the segment.
+    Add,
+    /// The modifier is removed from the segment.
+    Remove,
+    /// The modifier is removed from the segment and from every other segment.
+    RemoveAll,
+}
+
+impl ModificationMode {
+    /// Slicer's name of the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModificationMode::Set => "SET",
+            ModificationMode::Add => "ADD",
+            ModificationMode::Remove => "REMOVE",
+            ModificationMode::RemoveAll => "REMOVE_ALL",
+        }
+    }
+}
+
+/// Which segment a modifier applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The segment selected in the Segment Editor.
+    Selected,
+    /// A new segment in the selected segment's layer, named after the selected segment
+    /// followed by `suffix` (Slicer's Split islands: `<name>_2`, `<name>_3`, ...).
+    NewSegment { suffix: String },
+}
+
+/// One change to one segment: a 0/1 mask on the reference lattice and how to apply it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Modifier {
+    pub target: Target,
+    pub mode: ModificationMode,
+    /// 0/1 voxels, `[k][j][i]`, on the reference lattice.
+    pub mask: Array3<u8>,
+}
+
+/// What an effect returns: the modifiers, in the order Slicer applies them. An empty list
+/// means the effect changes nothing (e.g. a click on background for Keep selected island).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EffectOutput {
+    pub modifiers: Vec<Modifier>,
+    /// Values the effect computed that the user interface shows (the thresholds an
+    /// automatic method chose, the number of islands, ...), as `(name, value)` pairs.
+    pub reported: Vec<(String, f64)>,
+}
+
+/// Errors of effects: a parameter or an input that does not fit.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EffectError {
+    /// A parameter value is outside what the effect accepts.
+    #[error("parameter {name}: {reason}")]
+    Parameter { name: String, reason: String },
+    /// An input is missing or does not match the others (shape, point outside).
+    #[error("{0}")]
+    Input(String),
+    /// The effect does not implement this case.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+impl From<EffectError> for crate::Error {
+    fn from(e: EffectError) -> Self {
+        match e {
+            EffectError::Unsupported(what) => {
+                crate::Error::InvalidArgument(format!("not supported: {what}"))
+            }
+            other => crate::Error::InvalidArgument(other.to_string()),
+        }
+    }
+}
+
+/// Checks that a point `[k, j, i]` lies inside an array of shape `(nk, nj, ni)`.
+pub fn check_point(point_kji: [usize; 3], shape: (usize, usize, usize)) -> Result<(), EffectError> {
+    let (nk, nj, ni) = shape;
+    if point_kji[0] < nk && point_kji[1] < nj && point_kji[2] < ni {
+        Ok(())
+    } else {
+        Err(EffectError::Input(format!(
+            "point (i={}, j={}, k={}) is outside the volume of {ni} x {nj} x {nk} voxels",
+            point_kji[2], point_kji[1], point_kji[0]
+        )))
+    }
+}

@@ -1,0 +1,5 @@
+//! Building blocks shared by several effects: connected components, flood fill, ...
+//!
+//! Kernels take plain arrays and plain arguments; effects give them Slicer's meaning.
+
+pub mod components;
