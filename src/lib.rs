@@ -12,6 +12,7 @@ pub mod effects;
 pub mod error;
 pub mod io;
 pub mod kernels;
+pub mod service;
 pub mod volume;
 
 pub use error::{Error, Result};
