@@ -269,7 +269,7 @@ impl Header {
         }
         let scalar = scalar_type(self.datatype).map_err(|e| e.into_error(path))?;
         let data_bytes = byte_size(&size, scalar.size()).unwrap_or(u64::MAX);
-        if data_bytes > MAX_VOLUME_BYTES {
+        if data_bytes > MAX_VOLUME_BYTES || usize::try_from(data_bytes).is_err() {
             return Err(Error::TooLarge {
                 path: path.to_path_buf(),
                 what: format!("a {}x{}x{} {} volume", size[0], size[1], size[2], scalar),
