@@ -2,9 +2,11 @@
 //! files are read and written through [`crate::io`], and errors are printed with the path
 //! and the reason before exiting non-zero.
 
+mod apply;
 mod convert;
 mod info;
 mod progress;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +27,12 @@ enum Command {
     /// Convert a DICOM folder or file, .nrrd, .nhdr, .seg.nrrd, .nii or .nii.gz into the
     /// format named by the output's extension.
     Convert(convert::ConvertArgs),
+    /// Run the gRPC engine that the Slicer extension talks to.
+    Serve(serve::ServeArgs),
+    /// List the effects and their parameters (Slicer's names and defaults).
+    Effects(apply::EffectsArgs),
+    /// Apply an effect to a volume and a label map, with Slicer's semantics.
+    Apply(apply::ApplyArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -33,6 +41,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => info::run(&args),
         Command::Convert(args) => convert::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Effects(args) => apply::effects(&args),
+        Command::Apply(args) => apply::apply(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,8 +19,9 @@
 //!
 //! Segments are full-size 0/1 masks on the reference lattice, in display order.
 
-use super::{EffectError, ModificationMode};
-use crate::volume::Scalar;
+use super::{EffectError, EffectOutput, ModificationMode, Target};
+use crate::volume::{AnyVolume, Scalar};
+use crate::with_volume;
 use ndarray::{Array3, ArrayView3, Zip};
 
 /// Where the selected segment may be edited (Slicer's `MaskMode`).
@@ -202,6 +203,80 @@ pub fn apply_modifier<T: Scalar>(
     changed.sort_unstable();
     changed.dedup();
     Ok(changed)
+}
+
+/// Applies every modifier of an effect's output in order, as the Segment Editor does:
+/// modifiers for the selected segment go to `selected` (created empty, named
+/// `selected_name`, when `None`); a new segment is appended for each
+/// [`Target::NewSegment`], named `selected_name` + suffix, visible. `names` holds one name
+/// per segment and grows with them. Returns the indices of the segments that changed,
+/// and the index of the selected segment.
+pub fn apply_output(
+    segments: &mut SegmentMasks,
+    names: &mut Vec<String>,
+    selected: Option<usize>,
+    selected_name: &str,
+    output: &EffectOutput,
+    masking: &Masking,
+    source: Option<&AnyVolume>,
+) -> Result<(Vec<usize>, Option<usize>), EffectError> {
+    if names.len() != segments.masks.len() {
+        return Err(EffectError::Input("one name per segment is needed".into()));
+    }
+    let mut selected = selected;
+    let mut changed = Vec::new();
+    for m in &output.modifiers {
+        let target = match &m.target {
+            Target::Selected => match selected {
+                Some(n) => n,
+                None => {
+                    let n = push_segment(segments, names, m.mask.dim(), selected_name.to_string());
+                    selected = Some(n);
+                    n
+                }
+            },
+            Target::NewSegment { suffix } => {
+                let n = push_segment(
+                    segments,
+                    names,
+                    m.mask.dim(),
+                    format!("{selected_name}{suffix}"),
+                );
+                changed.push(n);
+                n
+            }
+        };
+        let c = match source {
+            Some(src) => with_volume!(src, v => apply_modifier(
+                segments, target, m.mask.view(), m.mode, masking, false, Some(v.data.view())
+            )),
+            None => apply_modifier::<u8>(
+                segments,
+                target,
+                m.mask.view(),
+                m.mode,
+                masking,
+                false,
+                None,
+            ),
+        }?;
+        changed.extend(c);
+    }
+    changed.sort_unstable();
+    changed.dedup();
+    Ok((changed, selected))
+}
+
+fn push_segment(
+    segments: &mut SegmentMasks,
+    names: &mut Vec<String>,
+    shape: (usize, usize, usize),
+    name: String,
+) -> usize {
+    segments.masks.push(Array3::zeros(shape));
+    segments.visible.push(true);
+    names.push(name);
+    segments.masks.len() - 1
 }
 
 /// Non-zero where the selected segment may not change; `None` when nothing is locked.

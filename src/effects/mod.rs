@@ -11,9 +11,10 @@
 //! segkit applies it (command line, batch).
 
 pub mod auto_threshold;
+pub mod catalog;
 pub mod islands;
 pub mod masking;
-// pub mod threshold; (waits for auto_threshold)
+pub mod threshold;
 
 use ndarray::Array3;
 

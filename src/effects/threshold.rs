@@ -20,10 +20,19 @@
 //! assert_eq!(out.modifiers[0].mask.as_slice().unwrap(), &[1, 1, 0, 0]);
 //! ```
 
-use super::auto_threshold::{auto_threshold, AutoThresholdMethod};
+use super::auto_threshold::{auto_threshold, AutoThresholdError, AutoThresholdMethod};
 use super::{EffectError, EffectOutput, ModificationMode, Modifier, Target};
 use crate::volume::{Scalar, ScalarType};
 use ndarray::{ArrayView3, Zip};
+
+impl From<AutoThresholdError> for EffectError {
+    fn from(e: AutoThresholdError) -> Self {
+        match e {
+            AutoThresholdError::NotSupported { .. } => EffectError::Unsupported(e.to_string()),
+            _ => EffectError::Input(e.to_string()),
+        }
+    }
+}
 
 /// How an automatic threshold sets the bounds (Slicer's `AutoThresholdMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,0 +1,197 @@
+//! The engine's volume cache: volumes by content-derived id, bounded in bytes, least
+//! recently used out first.
+//!
+//! A client that names an id the cache no longer holds gets `NOT_FOUND` and uploads the
+//! volume again, so an eviction or an engine restart loses nothing that matters.
+
+use crate::volume::{AnyVolume, Scalar};
+use crate::with_volume;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A cached volume and what the engine says about it.
+#[derive(Debug)]
+pub struct CachedVolume {
+    pub id: String,
+    pub volume: AnyVolume,
+    pub name: String,
+    pub minimum_value: f64,
+    pub maximum_value: f64,
+    pub warnings: Vec<String>,
+}
+
+impl CachedVolume {
+    /// Bytes of voxel data held.
+    pub fn bytes(&self) -> u64 {
+        let [i, j, k] = self.volume.size_ijk();
+        (i * j * k * self.volume.scalar_type().size()) as u64
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<String, (Arc<CachedVolume>, u64)>,
+    clock: u64,
+    bytes: u64,
+}
+
+/// Volumes by id, at most `limit_bytes` of voxel data.
+#[derive(Debug)]
+pub struct VolumeCache {
+    limit_bytes: u64,
+    inner: Mutex<Inner>,
+}
+
+impl VolumeCache {
+    /// An empty cache holding at most `limit_bytes` of voxels.
+    pub fn new(limit_bytes: u64) -> Self {
+        VolumeCache {
+            limit_bytes,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The byte limit.
+    pub fn limit_bytes(&self) -> u64 {
+        self.limit_bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (no partial updates).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The volume with this id, marked as just used.
+    pub fn get(&self, id: &str) -> Option<Arc<CachedVolume>> {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let now = inner.clock;
+        let entry = inner.entries.get_mut(id)?;
+        entry.1 = now;
+        Some(entry.0.clone())
+    }
+
+    /// Adds a volume, evicting the least recently used ones to stay under the limit.
+    /// Returns `Err(bytes)` when the volume alone is larger than the limit.
+    pub fn insert(&self, v: CachedVolume) -> Result<Arc<CachedVolume>, u64> {
+        let bytes = v.bytes();
+        if bytes > self.limit_bytes {
+            return Err(bytes);
+        }
+        let mut inner = self.lock();
+        if let Some(existing) = inner.entries.get(&v.id) {
+            return Ok(existing.0.clone());
+        }
+        while inner.bytes + bytes > self.limit_bytes {
+            let Some(oldest) = inner
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            if let Some((gone, _)) = inner.entries.remove(&oldest) {
+                inner.bytes -= gone.bytes();
+            }
+        }
+        inner.clock += 1;
+        let now = inner.clock;
+        let arc = Arc::new(v);
+        inner.bytes += bytes;
+        inner.entries.insert(arc.id.clone(), (arc.clone(), now));
+        Ok(arc)
+    }
+
+    /// Number of volumes held.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// True when no volume is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The content-derived id of a volume: SHA-256 over its voxel type, lattice, geometry and
+/// voxel bytes (little-endian), as 32 hex digits. The same volume always gets the same id,
+/// whichever way it reached the engine.
+pub fn volume_id(v: &AnyVolume) -> String {
+    let mut h = Sha256::new();
+    h.update(v.scalar_type().name().as_bytes());
+    for s in v.size_ijk() {
+        h.update((s as u64).to_le_bytes());
+    }
+    let g = v.geometry();
+    for x in g
+        .origin
+        .iter()
+        .chain(&g.spacing)
+        .chain(g.direction.iter().flatten())
+    {
+        h.update(x.to_le_bytes());
+    }
+    with_volume!(v, vol => {
+        let mut buf = Vec::with_capacity(1 << 16);
+        for x in vol.data.iter() {
+            x.write_le(&mut buf);
+            if buf.len() >= 1 << 16 {
+                h.update(&buf);
+                buf.clear();
+            }
+        }
+        h.update(&buf);
+    });
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::{Geometry, Volume};
+    use ndarray::Array3;
+
+    fn vol(fill: i16, n: usize) -> CachedVolume {
+        let v: AnyVolume =
+            Volume::new(Array3::from_elem((1, 1, n), fill), Geometry::default()).into();
+        CachedVolume {
+            id: volume_id(&v),
+            volume: v,
+            name: String::new(),
+            minimum_value: 0.0,
+            maximum_value: 0.0,
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn least_recently_used_goes_first() {
+        let cache = VolumeCache::new(40); // two volumes of 10 i16 voxels
+        let (a, b, c) = (vol(1, 10), vol(2, 10), vol(3, 10));
+        let (ida, idb, idc) = (a.id.clone(), b.id.clone(), c.id.clone());
+        cache.insert(a).unwrap();
+        cache.insert(b).unwrap();
+        assert!(cache.get(&ida).is_some()); // a is now more recent than b
+        cache.insert(c).unwrap();
+        assert!(cache.get(&ida).is_some());
+        assert!(cache.get(&idb).is_none());
+        assert!(cache.get(&idc).is_some());
+        assert_eq!(cache.insert(vol(4, 30)).unwrap_err(), 60);
+    }
+
+    #[test]
+    fn ids_depend_on_content_and_geometry() {
+        let a = vol(1, 10);
+        assert_eq!(a.id, vol(1, 10).id);
+        assert_ne!(a.id, vol(2, 10).id);
+        let mut moved = a.volume.clone();
+        let mut g = *moved.geometry();
+        g.origin[2] = 5.0;
+        moved.set_geometry(g);
+        assert_ne!(volume_id(&moved), a.id);
+        assert_eq!(a.id.len(), 32);
+    }
+}

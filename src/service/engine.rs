@@ -1,0 +1,817 @@
+//! The `Engine` service: each RPC decodes and checks its request, runs library code on the
+//! blocking pool, and encodes the answer.
+
+use super::cache::{volume_id, CachedVolume, VolumeCache};
+use super::codec::{self, geometry_from_pb, geometry_to_pb, mask_from_pb, mask_to_pb};
+use super::{pb, STREAM_CHANNEL_CAPACITY};
+use crate::effects::catalog::{self, EffectRequest, EffectSpec, FromSource, Input, ParamType};
+use crate::effects::masking::{apply_output, MaskMode, Masking, OverwriteMode, SegmentMasks};
+use crate::effects::{EffectOutput, ModificationMode, Target};
+use crate::io::{self, Dataset, OpenOptions};
+use crate::volume::{AnyVolume, Geometry, Segment, Segmentation};
+use crate::Error;
+use ndarray::Array3;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The engine's state: the volume cache.
+#[derive(Debug, Clone)]
+pub struct EngineService {
+    cache: Arc<VolumeCache>,
+}
+
+impl EngineService {
+    /// An engine whose cache holds at most `cache_bytes` of voxels.
+    pub fn new(cache_bytes: u64) -> Self {
+        EngineService {
+            cache: Arc::new(VolumeCache::new(cache_bytes)),
+        }
+    }
+
+    fn volume(&self, id: &str) -> Result<Arc<CachedVolume>, Status> {
+        if id.is_empty() {
+            return Err(Status::invalid_argument("volume_id is empty"));
+        }
+        self.cache.get(id).ok_or_else(|| {
+            Status::not_found(format!(
+                "volume {id} is not in the engine's cache (evicted or engine restarted): upload it again"
+            ))
+        })
+    }
+
+    fn cache_volume(
+        &self,
+        volume: AnyVolume,
+        name: String,
+        warnings: Vec<String>,
+    ) -> Result<pb::VolumeRef, Status> {
+        let (minimum_value, maximum_value) = volume.min_max().unwrap_or((0.0, 0.0));
+        let id = volume_id(&volume);
+        let cached = CachedVolume {
+            id,
+            volume,
+            name,
+            minimum_value,
+            maximum_value,
+            warnings,
+        };
+        let cached = self.cache.insert(cached).map_err(|bytes| {
+            Status::resource_exhausted(format!(
+                "volume of {bytes} bytes is larger than the engine's cache of {} bytes (segkit serve --cache-mb)",
+                self.cache.limit_bytes()
+            ))
+        })?;
+        Ok(volume_ref(&cached))
+    }
+}
+
+fn volume_ref(v: &CachedVolume) -> pb::VolumeRef {
+    let size = v.volume.size_ijk();
+    pb::VolumeRef {
+        volume_id: v.id.clone(),
+        header: Some(pb::VolumeHeader {
+            geometry: Some(geometry_to_pb(size, v.volume.geometry())),
+            scalar_type: codec::scalar_type_to_pb(v.volume.scalar_type()) as i32,
+            total_bytes: v.bytes(),
+            name: v.name.clone(),
+        }),
+        minimum_value: v.minimum_value,
+        maximum_value: v.maximum_value,
+        warnings: v.warnings.clone(),
+    }
+}
+
+/// Runs CPU work on the blocking pool, so the async runtime keeps serving.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("engine task failed: {e}")))?
+}
+
+#[tonic::async_trait]
+impl pb::engine_server::Engine for EngineService {
+    async fn get_engine_info(
+        &self,
+        _: Request<pb::GetEngineInfoRequest>,
+    ) -> Result<Response<pb::EngineInfo>, Status> {
+        Ok(Response::new(pb::EngineInfo {
+            name: "segkit".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            api_version: "segkit.v1".into(),
+            max_message_bytes: super::MAX_MESSAGE_BYTES as u64,
+            upload_chunk_bytes: super::UPLOAD_CHUNK_BYTES as u64,
+            cache_bytes: self.cache.limit_bytes(),
+            open_by_path: true,
+        }))
+    }
+
+    async fn list_effects(
+        &self,
+        _: Request<pb::ListEffectsRequest>,
+    ) -> Result<Response<pb::ListEffectsResponse>, Status> {
+        Ok(Response::new(pb::ListEffectsResponse {
+            effects: catalog::effects().iter().map(effect_to_pb).collect(),
+        }))
+    }
+
+    async fn upload_volume(
+        &self,
+        request: Request<Streaming<pb::UploadVolumeRequest>>,
+    ) -> Result<Response<pb::VolumeRef>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream.next().await.ok_or_else(|| {
+            Status::invalid_argument("upload: empty stream, the first message must hold the header")
+        })??;
+        let Some(pb::upload_volume_request::Part::Header(header)) = first.part else {
+            return Err(Status::invalid_argument(
+                "upload: the first message must hold the header",
+            ));
+        };
+        let (size, geometry) = geometry_from_pb(header.geometry.as_ref(), "upload")?;
+        let scalar = codec::scalar_type_from_pb(header.scalar_type)?;
+        let expected = crate::volume::byte_size(&size, scalar.size()).unwrap_or(u64::MAX);
+        if header.total_bytes != expected {
+            return Err(Status::invalid_argument(format!(
+                "upload: total_bytes is {} but {size:?} voxels of {scalar} need {expected}",
+                header.total_bytes
+            )));
+        }
+        if expected > self.cache.limit_bytes() {
+            return Err(Status::resource_exhausted(format!(
+                "upload: volume of {expected} bytes is larger than the engine's cache of {} bytes",
+                self.cache.limit_bytes()
+            )));
+        }
+        // The size is checked against the cache limit: allocating it is bounded.
+        let mut data: Vec<u8> = Vec::with_capacity(expected as usize);
+        while let Some(msg) = stream.next().await {
+            let msg = msg?;
+            let Some(pb::upload_volume_request::Part::Data(chunk)) = msg.part else {
+                return Err(Status::invalid_argument(
+                    "upload: a header after the first message",
+                ));
+            };
+            if msg.offset != data.len() as u64 {
+                return Err(Status::invalid_argument(format!(
+                    "upload: chunk at offset {} but {} bytes were received so far (chunks must come in order)",
+                    msg.offset,
+                    data.len()
+                )));
+            }
+            if data.len() as u64 + chunk.len() as u64 > expected {
+                return Err(Status::invalid_argument(format!(
+                    "upload: chunk of {} bytes at offset {} goes past the declared total of {expected} bytes",
+                    chunk.len(),
+                    msg.offset
+                )));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        if data.len() as u64 != expected {
+            return Err(Status::invalid_argument(format!(
+                "upload: received {} bytes, the header declared {expected}",
+                data.len()
+            )));
+        }
+        let this = self.clone();
+        let name = header.name.clone();
+        let vref = blocking(move || {
+            let volume = codec::volume_from_bytes(size, geometry, scalar, &data)?;
+            drop(data);
+            this.cache_volume(volume, name, Vec::new())
+        })
+        .await?;
+        Ok(Response::new(vref))
+    }
+
+    async fn open_volume(
+        &self,
+        request: Request<pb::OpenVolumeRequest>,
+    ) -> Result<Response<pb::VolumeRef>, Status> {
+        let req = request.into_inner();
+        if req.path.is_empty() {
+            return Err(Status::invalid_argument("open: path is empty"));
+        }
+        let this = self.clone();
+        let vref = blocking(move || {
+            let path = PathBuf::from(&req.path);
+            let series = (!req.series.is_empty()).then(|| req.series.clone());
+            let volume = OpenOptions::new().series(series).open(&path)?.into_volume();
+            this.cache_volume(volume, req.path.clone(), Vec::new())
+        })
+        .await?;
+        Ok(Response::new(vref))
+    }
+
+    async fn get_volume(
+        &self,
+        request: Request<pb::GetVolumeRequest>,
+    ) -> Result<Response<pb::VolumeRef>, Status> {
+        let v = self.volume(&request.into_inner().volume_id)?;
+        Ok(Response::new(volume_ref(&v)))
+    }
+
+    async fn apply_effect(
+        &self,
+        request: Request<pb::ApplyEffectRequest>,
+    ) -> Result<Response<pb::ApplyEffectResponse>, Status> {
+        let prepared = self.prepare(request.into_inner())?;
+        let response = blocking(move || prepared.run()).await?;
+        Ok(Response::new(response))
+    }
+
+    type ApplyEffectStreamStream = ReceiverStream<Result<pb::ApplyEffectEvent, Status>>;
+
+    async fn apply_effect_stream(
+        &self,
+        request: Request<pb::ApplyEffectRequest>,
+    ) -> Result<Response<Self::ApplyEffectStreamStream>, Status> {
+        let prepared = self.prepare(request.into_inner())?;
+        // A bounded channel: when the client goes away, sending fails and the work's
+        // result is dropped.
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_CAPACITY);
+        let effect = prepared.spec.name;
+        tokio::spawn(async move {
+            let progress = |fraction: f64, message: String| {
+                Ok(pb::ApplyEffectEvent {
+                    event: Some(pb::apply_effect_event::Event::Progress(pb::Progress {
+                        fraction,
+                        message,
+                    })),
+                })
+            };
+            if tx
+                .send(progress(0.0, format!("{effect}: started")))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let result = blocking(move || prepared.run()).await;
+            let event = result.map(|r| pb::ApplyEffectEvent {
+                event: Some(pb::apply_effect_event::Event::Result(r)),
+            });
+            if tx
+                .send(progress(1.0, format!("{effect}: done")))
+                .await
+                .is_ok()
+            {
+                let _ = tx.send(event).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type ExportStream = ReceiverStream<Result<pb::ExportChunk, Status>>;
+
+    async fn export(
+        &self,
+        request: Request<pb::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let req = request.into_inner();
+        let format = pb::ExportFormat::try_from(req.format)
+            .ok()
+            .filter(|f| *f != pb::ExportFormat::Unspecified)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("export: unknown format {}", req.format))
+            })?;
+        let lattice = if req.volume_id.is_empty() {
+            let first = req
+                .segments
+                .first()
+                .and_then(|s| s.mask.as_ref())
+                .ok_or_else(|| {
+                    Status::invalid_argument(
+                        "export: no volume_id and no segment to take the lattice from",
+                    )
+                })?;
+            geometry_from_pb(first.geometry.as_ref(), "export")?
+        } else {
+            let v = self.volume(&req.volume_id)?;
+            (v.volume.size_ijk(), *v.volume.geometry())
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_CAPACITY);
+        let bytes = blocking(move || export(&req, format, lattice)).await?;
+        tokio::spawn(async move {
+            match bytes {
+                Exported::Path(path) => {
+                    let _ = tx
+                        .send(Ok(pb::ExportChunk {
+                            path,
+                            ..Default::default()
+                        }))
+                        .await;
+                }
+                Exported::Bytes(bytes) => {
+                    let total = bytes.len() as u64;
+                    let bytes = bytes::Bytes::from(bytes);
+                    let mut offset = 0;
+                    while offset < bytes.len() || offset == 0 {
+                        let end = (offset + super::EXPORT_CHUNK_BYTES).min(bytes.len());
+                        let chunk = pb::ExportChunk {
+                            data: bytes.slice(offset..end),
+                            offset: offset as u64,
+                            total_bytes: total,
+                            path: String::new(),
+                        };
+                        if tx.send(Ok(chunk)).await.is_err() || end == bytes.len() {
+                            break;
+                        }
+                        offset = end;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// An effect request, decoded and checked, ready to run off the async runtime.
+struct Prepared {
+    spec: EffectSpec,
+    source: Option<Arc<CachedVolume>>,
+    geometry: Geometry,
+    segments: SegmentMasks,
+    names: Vec<String>,
+    ids: Vec<String>,
+    selected: Option<usize>,
+    selected_id: String,
+    point_kji: Option<[usize; 3]>,
+    parameters: BTreeMap<String, String>,
+    masking: Option<Masking>,
+    encoding: pb::MaskEncoding,
+}
+
+impl EngineService {
+    fn prepare(&self, req: pb::ApplyEffectRequest) -> Result<Prepared, Status> {
+        let spec =
+            catalog::find(&req.effect).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let source = if req.volume_id.is_empty() {
+            if spec.inputs.contains(&Input::SourceVolume) {
+                return Err(Status::invalid_argument(format!(
+                    "{} needs a source volume: set volume_id",
+                    spec.name
+                )));
+            }
+            None
+        } else {
+            Some(self.volume(&req.volume_id)?)
+        };
+        let (size, geometry) = match &source {
+            Some(v) => (v.volume.size_ijk(), *v.volume.geometry()),
+            None => {
+                let first = req
+                    .segments
+                    .first()
+                    .and_then(|s| s.mask.as_ref())
+                    .ok_or_else(|| {
+                        Status::invalid_argument(
+                            "no volume_id and no segment: nothing gives the lattice",
+                        )
+                    })?;
+                geometry_from_pb(first.geometry.as_ref(), "segment 0")?
+            }
+        };
+        let mut segments = SegmentMasks {
+            masks: Vec::with_capacity(req.segments.len()),
+            visible: Vec::with_capacity(req.segments.len()),
+        };
+        let mut names = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
+        for (n, s) in req.segments.iter().enumerate() {
+            let what = format!("segment {n} ({:?})", s.id);
+            if ids.contains(&s.id) {
+                return Err(Status::invalid_argument(format!(
+                    "{what}: the id is used twice"
+                )));
+            }
+            let mask = match &s.mask {
+                Some(m) => mask_from_pb(m, size, &geometry, &what)?,
+                None => Array3::zeros((size[2], size[1], size[0])),
+            };
+            segments.masks.push(mask);
+            segments.visible.push(s.visible);
+            names.push(s.name.clone());
+            ids.push(s.id.clone());
+        }
+        let selected = ids.iter().position(|id| *id == req.selected_segment_id);
+        let point_kji = match req.point.and_then(|p| p.position) {
+            None => None,
+            Some(pb::point::Position::Ijk(p)) => Some([p.k as usize, p.j as usize, p.i as usize]),
+            Some(pb::point::Position::Lps(p)) => {
+                let ijk = geometry.lps_to_index([p.x, p.y, p.z]).ok_or_else(|| {
+                    Status::invalid_argument("point: the volume's geometry is degenerate")
+                })?;
+                // Slicer rounds with floor(x + 0.5).
+                let r = ijk.map(|x| (x + 0.5).floor());
+                if (0..3).any(|a| !(r[a] >= 0.0 && r[a] < size[a] as f64)) {
+                    return Err(Status::invalid_argument(format!(
+                        "point ({}, {}, {}) mm LPS is outside the volume (index {:?})",
+                        p.x, p.y, p.z, ijk
+                    )));
+                }
+                Some([r[2] as usize, r[1] as usize, r[0] as usize])
+            }
+        };
+        let masking = if req.apply_masking {
+            Some(masking_from_pb(req.masking.as_ref(), &ids)?)
+        } else {
+            None
+        };
+        let encoding = match pb::MaskEncoding::try_from(req.result_encoding) {
+            Ok(pb::MaskEncoding::Bits) => pb::MaskEncoding::Bits,
+            _ => pb::MaskEncoding::Runs,
+        };
+        Ok(Prepared {
+            spec,
+            source,
+            geometry,
+            segments,
+            names,
+            ids,
+            selected,
+            selected_id: req.selected_segment_id,
+            point_kji,
+            parameters: req.parameters.into_iter().collect(),
+            masking,
+            encoding,
+        })
+    }
+}
+
+impl Prepared {
+    fn run(mut self) -> Result<pb::ApplyEffectResponse, Status> {
+        let started = Instant::now();
+        let output = catalog::run(
+            &self.spec,
+            &EffectRequest {
+                source: self.source.as_ref().map(|v| &v.volume),
+                segments: &self.segments.masks,
+                visible: &self.segments.visible,
+                selected: self.selected,
+                point_kji: self.point_kji,
+                parameters: &self.parameters,
+            },
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let compute_seconds = started.elapsed().as_secs_f64();
+        let selected_name = self
+            .selected
+            .map(|n| self.names[n].clone())
+            .unwrap_or_else(|| self.selected_id.clone());
+        let mut response = pb::ApplyEffectResponse {
+            modifiers: modifiers_to_pb(&output, &selected_name, &self.geometry, self.encoding),
+            reported: output.reported.iter().cloned().collect(),
+            segments: Vec::new(),
+            compute_seconds,
+        };
+        if let Some(masking) = &self.masking {
+            let (changed, selected) = apply_output(
+                &mut self.segments,
+                &mut self.names,
+                self.selected,
+                &selected_name,
+                &output,
+                masking,
+                self.source.as_ref().map(|v| &v.volume),
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            for n in changed {
+                let id = match self.ids.get(n) {
+                    Some(id) => id.clone(),
+                    None if Some(n) == selected => self.selected_id.clone(),
+                    None => self.names[n].clone(),
+                };
+                response.segments.push(pb::SegmentMask {
+                    id,
+                    name: self.names[n].clone(),
+                    visible: self.segments.visible[n],
+                    mask: Some(mask_to_pb(
+                        self.segments.masks[n].view(),
+                        &self.geometry,
+                        self.encoding,
+                    )),
+                    color: Vec::new(),
+                    label_value: 0,
+                });
+            }
+        }
+        Ok(response)
+    }
+}
+
+fn modifiers_to_pb(
+    output: &EffectOutput,
+    selected_name: &str,
+    g: &Geometry,
+    encoding: pb::MaskEncoding,
+) -> Vec<pb::Modifier> {
+    output
+        .modifiers
+        .iter()
+        .map(|m| {
+            let (new_segment, new_segment_name) = match &m.target {
+                Target::Selected => (false, String::new()),
+                Target::NewSegment { suffix } => (true, format!("{selected_name}{suffix}")),
+            };
+            pb::Modifier {
+                new_segment,
+                new_segment_name,
+                mode: match m.mode {
+                    ModificationMode::Set => pb::ModificationMode::Set,
+                    ModificationMode::Add => pb::ModificationMode::Add,
+                    ModificationMode::Remove => pb::ModificationMode::Remove,
+                    ModificationMode::RemoveAll => pb::ModificationMode::RemoveAll,
+                } as i32,
+                mask: Some(mask_to_pb(m.mask.view(), g, encoding)),
+            }
+        })
+        .collect()
+}
+
+fn masking_from_pb(m: Option<&pb::Masking>, ids: &[String]) -> Result<Masking, Status> {
+    let default = pb::Masking::default();
+    let m = m.unwrap_or(&default);
+    let mask_mode = match pb::MaskMode::try_from(m.mask_mode) {
+        Ok(pb::MaskMode::Everywhere) => MaskMode::Everywhere,
+        Ok(pb::MaskMode::InsideAllSegments) => MaskMode::InsideAllSegments,
+        Ok(pb::MaskMode::InsideVisibleSegments) => MaskMode::InsideVisibleSegments,
+        Ok(pb::MaskMode::OutsideAllSegments) => MaskMode::OutsideAllSegments,
+        Ok(pb::MaskMode::OutsideVisibleSegments) => MaskMode::OutsideVisibleSegments,
+        Ok(pb::MaskMode::InsideSingleSegment) => {
+            let n = ids
+                .iter()
+                .position(|id| *id == m.mask_segment_id)
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "masking: mask_segment_id {:?} is not among the segments sent",
+                        m.mask_segment_id
+                    ))
+                })?;
+            MaskMode::InsideSingleSegment(n)
+        }
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "masking: unknown mask_mode {}",
+                m.mask_mode
+            )))
+        }
+    };
+    let overwrite_mode = match pb::OverwriteMode::try_from(m.overwrite_mode) {
+        Ok(pb::OverwriteMode::AllSegments) => OverwriteMode::AllSegments,
+        Ok(pb::OverwriteMode::VisibleSegments) => OverwriteMode::VisibleSegments,
+        Ok(pb::OverwriteMode::None) => OverwriteMode::None,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "masking: unknown overwrite_mode {}",
+                m.overwrite_mode
+            )))
+        }
+    };
+    Ok(Masking {
+        mask_mode,
+        overwrite_mode,
+        intensity_range: m
+            .intensity_range_enabled
+            .then_some((m.intensity_minimum, m.intensity_maximum)),
+    })
+}
+
+fn effect_to_pb(e: &EffectSpec) -> pb::EffectInfo {
+    let input = |i: &Input| {
+        (match i {
+            Input::SourceVolume => pb::EffectInput::SourceVolume,
+            Input::SelectedSegment => pb::EffectInput::SelectedSegment,
+            Input::VisibleSegments => pb::EffectInput::VisibleSegments,
+            Input::Point => pb::EffectInput::Point,
+        }) as i32
+    };
+    pb::EffectInfo {
+        name: e.name.into(),
+        cli_name: e.cli_name.into(),
+        title: e.title.into(),
+        help: e.help.into(),
+        parameters: e
+            .params
+            .iter()
+            .map(|p| pb::ParameterInfo {
+                name: p.name.into(),
+                title: p.title.into(),
+                help: p.help.into(),
+                r#type: match p.kind {
+                    ParamType::Double => pb::ParameterType::Double,
+                    ParamType::Integer => pb::ParameterType::Integer,
+                    ParamType::Boolean => pb::ParameterType::Boolean,
+                    ParamType::Choice(_) => pb::ParameterType::Choice,
+                } as i32,
+                default_value: p.default.into(),
+                minimum: p.minimum,
+                maximum: p.maximum,
+                step: p.step,
+                unit: p.unit.into(),
+                choices: match &p.kind {
+                    ParamType::Choice(c) => c
+                        .iter()
+                        .map(|c| pb::Choice {
+                            value: c.value.into(),
+                            title: c.title.into(),
+                            help: c.help.into(),
+                            inputs: c.inputs.iter().map(input).collect(),
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                },
+                default_from_source: match p.default_from_source {
+                    None => pb::SourceDerived::None,
+                    Some(FromSource::Minimum) => pb::SourceDerived::Minimum,
+                    Some(FromSource::Maximum) => pb::SourceDerived::Maximum,
+                    Some(FromSource::QuarterRange) => pb::SourceDerived::QuarterRange,
+                } as i32,
+                range_from_source: p.range_from_source,
+                visible_when_parameter: p
+                    .visible_when
+                    .as_ref()
+                    .map(|v| v.0.to_string())
+                    .unwrap_or_default(),
+                visible_when_values: p
+                    .visible_when
+                    .as_ref()
+                    .map(|v| v.1.iter().map(|s| s.to_string()).collect())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        inputs: e.inputs.iter().map(input).collect(),
+        long_running: e.long_running,
+        reported: e
+            .reported
+            .iter()
+            .map(|(name, help)| pb::ReportedValueInfo {
+                name: name.to_string(),
+                help: help.to_string(),
+            })
+            .collect(),
+    }
+}
+
+enum Exported {
+    Path(String),
+    Bytes(Vec<u8>),
+}
+
+/// Writes the segments in `format`, to `req.path` or to bytes.
+fn export(
+    req: &pb::ExportRequest,
+    format: pb::ExportFormat,
+    lattice: ([usize; 3], Geometry),
+) -> Result<Exported, Status> {
+    let (size, geometry) = lattice;
+    let segmentation = segmentation_from_pb(&req.segments, size, &geometry)?;
+    let ext = match format {
+        pb::ExportFormat::LabelNrrd => "-label.nrrd",
+        pb::ExportFormat::SegNrrd => ".seg.nrrd",
+        pb::ExportFormat::NiftiGz => ".nii.gz",
+        pb::ExportFormat::Unspecified => unreachable!("checked by the caller"),
+    };
+    let write = |path: &Path| -> Result<(), Error> {
+        match format {
+            pb::ExportFormat::SegNrrd => io::nrrd::write_segmentation(path, &segmentation),
+            pb::ExportFormat::LabelNrrd => {
+                io::nrrd::write_labelmap(path, &segmentation.to_labelmap())
+            }
+            _ => io::write(
+                path,
+                Dataset::Volume(labelmap_as_short(&segmentation)),
+                path,
+            ),
+        }
+    };
+    if !req.path.is_empty() {
+        let path = PathBuf::from(&req.path);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let wanted = ext.trim_start_matches('-');
+        if !name.ends_with(wanted) {
+            return Err(Status::invalid_argument(format!(
+                "export: path {} does not end with {wanted} as the format asks",
+                path.display()
+            )));
+        }
+        write(&path)?;
+        return Ok(Exported::Path(req.path.clone()));
+    }
+    let dir = tempdir()?;
+    let path = dir.0.join(format!("export{ext}"));
+    write(&path)?;
+    let bytes = std::fs::read(&path).map_err(|e| Status::internal(format!("export: {e}")))?;
+    Ok(Exported::Bytes(bytes))
+}
+
+/// A label map as Slicer exports it: `short` voxels when the labels fit.
+fn labelmap_as_short(s: &Segmentation) -> AnyVolume {
+    let lm = s.to_labelmap();
+    if lm.data.iter().all(|&v| v <= i16::MAX as u16) {
+        AnyVolume::I16(crate::volume::Volume::new(
+            lm.data.mapv(|v| v as i16),
+            lm.geometry,
+        ))
+    } else {
+        AnyVolume::U16(lm)
+    }
+}
+
+/// Segments into a segmentation, sharing layers where they do not overlap (as Slicer
+/// does), each keeping its label value when one is given.
+fn segmentation_from_pb(
+    segs: &[pb::SegmentMask],
+    size: [usize; 3],
+    g: &Geometry,
+) -> Result<Segmentation, Status> {
+    let shape = (size[2], size[1], size[0]);
+    let mut layers: Vec<Array3<u16>> = Vec::new();
+    let mut segments = Vec::new();
+    for (n, s) in segs.iter().enumerate() {
+        let what = format!("segment {n} ({:?})", s.id);
+        let mask = match &s.mask {
+            Some(m) => mask_from_pb(m, size, g, &what)?,
+            None => Array3::zeros(shape),
+        };
+        let wanted = if s.label_value > 0 {
+            u16::try_from(s.label_value).map_err(|_| {
+                Status::invalid_argument(format!(
+                    "{what}: label_value {} above 65535",
+                    s.label_value
+                ))
+            })?
+        } else {
+            (n + 1).min(u16::MAX as usize) as u16
+        };
+        // First layer where the segment's voxels are free and its label is unused.
+        let layer = layers.iter().position(|l| {
+            !l.iter().any(|&v| v == wanted)
+                && ndarray::Zip::from(l)
+                    .and(&mask)
+                    .all(|&v, &m| m == 0 || v == 0)
+        });
+        let layer = match layer {
+            Some(l) => l,
+            None => {
+                layers.push(Array3::zeros(shape));
+                layers.len() - 1
+            }
+        };
+        ndarray::Zip::from(&mut layers[layer])
+            .and(&mask)
+            .for_each(|v, &m| {
+                if m != 0 {
+                    *v = wanted;
+                }
+            });
+        let mut seg = Segment::new(s.id.clone(), s.name.clone(), wanted, layer);
+        if let [r, gg, b] = s.color.as_slice() {
+            seg.color = [*r, *gg, *b];
+            seg.color_auto_generated = false;
+        }
+        segments.push(seg);
+    }
+    if layers.is_empty() {
+        layers.push(Array3::zeros(shape));
+    }
+    Ok(Segmentation {
+        geometry: *g,
+        layers,
+        segments,
+        extent_offset: [0; 3],
+        extra_fields: Vec::new(),
+    })
+}
+
+/// A temporary folder removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> Result<TempDir, Status> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "segkit-export-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Status::internal(format!("export: {}: {e}", dir.display())))?;
+    Ok(TempDir(dir))
+}
