@@ -1,0 +1,295 @@
+//! Opening DICOM files, including the ones `OpenFileOptions` refuses: files without the
+//! 128-byte preamble, without a file meta group (a bare data set, as some old archives
+//! store them), or with a meta group that lacks its group length or transfer syntax.
+//!
+//! The strict reader runs first; only when it fails does the lenient path sniff the bytes
+//! (PS3.10 7.1: preamble + `DICM`, then the group 0002 elements in Explicit VR Little
+//! Endian) and read the data set with the transfer syntax it finds or guesses.
+
+use dicom::core::VR;
+use dicom::dictionary_std::{tags, uids};
+use dicom::encoding::transfer_syntax::{Endianness, TransferSyntaxIndex};
+use dicom::object::meta::FileMetaTableBuilder;
+use dicom::object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom::transfer_syntax::TransferSyntaxRegistry;
+use std::io::Read;
+use std::path::Path;
+
+/// What the first bytes of a file say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sniff {
+    /// PS3.10 file: `DICM` at byte 128 (or at byte 0, preamble missing).
+    Part10,
+    /// No `DICM` magic, but the bytes start like a data set (a small even group number).
+    BareDataSet,
+    /// Anything else.
+    NotDicom,
+}
+
+/// Looks at the first 132 bytes of `path`.
+pub(crate) fn sniff_file(path: &Path) -> std::io::Result<Sniff> {
+    let mut head = Vec::with_capacity(132);
+    std::fs::File::open(path)?
+        .take(132)
+        .read_to_end(&mut head)?;
+    Ok(sniff(&head))
+}
+
+/// Classifies the first bytes of a file (at least 132 when the file has them).
+pub(crate) fn sniff(head: &[u8]) -> Sniff {
+    if (head.len() >= 132 && &head[128..132] == b"DICM") || head.starts_with(b"DICM") {
+        return Sniff::Part10;
+    }
+    if head.len() < 8 {
+        return Sniff::NotDicom;
+    }
+    let le_group = u16::from_le_bytes([head[0], head[1]]);
+    let be_group = u16::from_be_bytes([head[0], head[1]]);
+    let plausible = |g: u16| g != 0 && g.is_multiple_of(2) && g <= 0x0010;
+    if plausible(le_group) || plausible(be_group) {
+        Sniff::BareDataSet
+    } else {
+        Sniff::NotDicom
+    }
+}
+
+/// How much of a file to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extent {
+    /// Stop before Pixel Data (7FE0,0010): headers for discovery.
+    Header,
+    /// The whole object, pixel data included.
+    All,
+}
+
+/// A DICOM object, and notes on how it was read (e.g. "no file meta information").
+pub(crate) struct Opened {
+    pub obj: DefaultDicomObject,
+    pub notes: Vec<String>,
+}
+
+/// Opens a DICOM file: strictly first, leniently when that fails (see the module docs).
+/// The error is the strict reader's message when neither works.
+pub(crate) fn open(path: &Path, extent: Extent) -> Result<Opened, String> {
+    let strict = match extent {
+        Extent::Header => OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .open_file(path),
+        Extent::All => OpenFileOptions::new().open_file(path),
+    };
+    let strict_err = match strict {
+        Ok(obj) => {
+            return Ok(Opened {
+                obj,
+                notes: Vec::new(),
+            })
+        }
+        Err(e) => error_chain(&e),
+    };
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    match open_lenient(&bytes) {
+        Some(Ok(opened)) => Ok(opened),
+        Some(Err(lenient_err)) => Err(format!(
+            "{strict_err} (read without the file meta group: {lenient_err})"
+        )),
+        None => Err(strict_err),
+    }
+}
+
+/// The lenient path: `None` when the bytes do not look like DICOM at all.
+fn open_lenient(bytes: &[u8]) -> Option<Result<Opened, String>> {
+    let mut notes = Vec::new();
+    let (start, meta_ts) = match sniff(bytes) {
+        Sniff::NotDicom => return None,
+        Sniff::BareDataSet => {
+            notes.push("no file meta information (bare data set)".to_string());
+            (0, None)
+        }
+        Sniff::Part10 => {
+            let at = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+                132
+            } else {
+                4
+            };
+            let (end, ts) = skip_meta_group(bytes, at);
+            if ts.is_none() {
+                notes.push("file meta group has no Transfer Syntax UID".to_string());
+            }
+            (end, ts)
+        }
+    };
+    let data = &bytes[start..];
+    let ts_uid = match meta_ts.filter(|uid| TransferSyntaxRegistry.get(uid).is_some()) {
+        Some(uid) => uid,
+        None => {
+            let guessed = guess_transfer_syntax(data);
+            notes.push(format!(
+                "transfer syntax guessed from the data: {}",
+                super::transfer_syntax_name(guessed)
+            ));
+            guessed.to_string()
+        }
+    };
+    let Some(ts) = TransferSyntaxRegistry.get(&ts_uid) else {
+        return Some(Err(format!("unknown transfer syntax {ts_uid}")));
+    };
+    let obj = match InMemDicomObject::read_dataset_with_ts(data, ts) {
+        Ok(obj) => obj,
+        Err(e) => return Some(Err(error_chain(&e))),
+    };
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(ts_uid.as_str())
+        .media_storage_sop_class_uid(uids::SECONDARY_CAPTURE_IMAGE_STORAGE)
+        .media_storage_sop_instance_uid("2.25.0");
+    Some(
+        obj.with_meta(meta)
+            .map(|obj| Opened { obj, notes })
+            .map_err(|e| error_chain(&e)),
+    )
+}
+
+/// Walks the group 0002 elements (always Explicit VR Little Endian) from `at`; returns
+/// where the data set starts and the Transfer Syntax UID if one was found.
+fn skip_meta_group(bytes: &[u8], mut at: usize) -> (usize, Option<String>) {
+    let mut ts = None;
+    while at + 8 <= bytes.len() {
+        let group = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+        if group != 0x0002 {
+            break;
+        }
+        let element = u16::from_le_bytes([bytes[at + 2], bytes[at + 3]]);
+        let vr = [bytes[at + 4], bytes[at + 5]];
+        let (header, len) = if long_length_vr(vr) {
+            if at + 12 > bytes.len() {
+                break;
+            }
+            let len =
+                u32::from_le_bytes([bytes[at + 8], bytes[at + 9], bytes[at + 10], bytes[at + 11]]);
+            (12, len as usize)
+        } else {
+            (
+                8,
+                u16::from_le_bytes([bytes[at + 6], bytes[at + 7]]) as usize,
+            )
+        };
+        let value_start = at + header;
+        let Some(value_end) = value_start.checked_add(len).filter(|&e| e <= bytes.len()) else {
+            break;
+        };
+        if element == 0x0010 {
+            let uid = String::from_utf8_lossy(&bytes[value_start..value_end]);
+            ts = Some(uid.trim_end_matches(['\0', ' ']).to_string());
+        }
+        at = value_end;
+    }
+    (at, ts)
+}
+
+fn long_length_vr(vr: [u8; 2]) -> bool {
+    matches!(
+        &vr,
+        b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"SQ"
+            | b"SV"
+            | b"UC"
+            | b"UN"
+            | b"UR"
+            | b"UT"
+            | b"UV"
+    )
+}
+
+/// Guesses the transfer syntax of a bare data set: big endian when the first group number
+/// reads as a small even number only in big endian; explicit VR when bytes 4..6 spell a VR.
+fn guess_transfer_syntax(data: &[u8]) -> &'static str {
+    if data.len() < 8 {
+        return uids::IMPLICIT_VR_LITTLE_ENDIAN;
+    }
+    let le_group = u16::from_le_bytes([data[0], data[1]]);
+    let big_endian = le_group > 0x0010 && u16::from_be_bytes([data[0], data[1]]) <= 0x0010;
+    let explicit = VR::from_binary([data[4], data[5]]).is_some();
+    match (big_endian, explicit) {
+        (true, _) => "1.2.840.10008.1.2.2", // Explicit VR Big Endian (retired)
+        (false, true) => uids::EXPLICIT_VR_LITTLE_ENDIAN,
+        (false, false) => uids::IMPLICIT_VR_LITTLE_ENDIAN,
+    }
+}
+
+/// The transfer syntax UID of an opened object, trimmed of padding.
+pub(crate) fn ts_uid(obj: &DefaultDicomObject) -> String {
+    obj.meta()
+        .transfer_syntax()
+        .trim_end_matches(['\0', ' '])
+        .to_string()
+}
+
+/// True when the transfer syntax stores values big endian (Explicit VR Big Endian).
+pub(crate) fn is_big_endian(ts_uid: &str) -> bool {
+    TransferSyntaxRegistry
+        .get(ts_uid)
+        .map(|ts| ts.endianness() == Endianness::Big)
+        .unwrap_or(false)
+}
+
+/// An error and its causes, one line: "outer: cause: cause".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniff_tells_part10_bare_and_other_files_apart() {
+        let mut part10 = vec![0u8; 132];
+        part10[128..132].copy_from_slice(b"DICM");
+        assert_eq!(sniff(&part10), Sniff::Part10);
+        // (0008,0005) CS in explicit VR little endian
+        let bare = [0x08, 0x00, 0x05, 0x00, b'C', b'S', 0x0a, 0x00];
+        assert_eq!(sniff(&bare), Sniff::BareDataSet);
+        assert_eq!(
+            guess_transfer_syntax(&bare),
+            uids::EXPLICIT_VR_LITTLE_ENDIAN
+        );
+        let implicit = [0x08, 0x00, 0x05, 0x00, 0x0a, 0x00, 0x00, 0x00];
+        assert_eq!(
+            guess_transfer_syntax(&implicit),
+            uids::IMPLICIT_VR_LITTLE_ENDIAN
+        );
+        let big = [0x00, 0x08, 0x00, 0x05, b'C', b'S', 0x00, 0x0a];
+        assert_eq!(guess_transfer_syntax(&big), "1.2.840.10008.1.2.2");
+        assert_eq!(sniff(b"NRRD0004\ntype: short\n"), Sniff::NotDicom);
+        assert_eq!(sniff(b"# README"), Sniff::NotDicom);
+    }
+
+    #[test]
+    fn meta_group_walk_finds_the_transfer_syntax_and_the_data_set() {
+        let mut b = Vec::new();
+        // (0002,0010) UI "1.2.840.10008.1.2.1\0"
+        b.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', 20, 0]);
+        b.extend_from_slice(b"1.2.840.10008.1.2.1\0");
+        // (0002,0001) OB, long length 2
+        b.extend_from_slice(&[0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0, 2, 0, 0, 0, 0, 1]);
+        let start = b.len();
+        b.extend_from_slice(&[0x08, 0x00, 0x05, 0x00]);
+        let (end, ts) = skip_meta_group(&b, 0);
+        assert_eq!(end, start);
+        assert_eq!(ts.as_deref(), Some("1.2.840.10008.1.2.1"));
+    }
+}
