@@ -166,11 +166,26 @@ pub fn reports_for(path: &Path) -> Result<(Vec<Report>, Skipped)> {
 }
 
 fn dicom_reports(path: &Path) -> Result<(Vec<Report>, Skipped)> {
-    let _ = path;
-    Err(crate::Error::unsupported(
-        path,
-        "DICOM reading is not implemented yet",
-    ))
+    let scan = crate::io::dicom::scan(&[path.to_path_buf()])?;
+    let reports = scan
+        .series
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            let mut r = Report::new(path, "DICOM", s.size_ijk, &s.geometry);
+            r.series_index = Some(n + 1);
+            r.series_instance_uid = Some(s.series_instance_uid.clone());
+            r.series_number = s.series_number;
+            r.description = Some(s.description.clone());
+            r.modality = Some(s.modality.clone());
+            r.transfer_syntaxes = s.transfer_syntax_names();
+            r.files = Some(s.files.len());
+            r.voxel_type = Some(s.voxel_type().to_string());
+            r.warnings = s.warnings.clone();
+            r
+        })
+        .collect();
+    Ok((reports, scan.skipped))
 }
 
 fn fmt3(v: [f64; 3]) -> String {

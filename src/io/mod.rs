@@ -161,11 +161,58 @@ impl<'a> OpenOptions<'a> {
     }
 
     fn open_dicom(&self, path: &Path) -> Result<AnyVolume> {
-        let _ = (&self.series, &self.progress);
-        Err(Error::unsupported(
-            path,
-            "DICOM reading is not implemented yet",
-        ))
+        let scan = dicom::scan(&[path.to_path_buf()])?;
+        let series = select_series(path, &scan, self.series.as_deref())?;
+        match self.progress {
+            Some(p) => series.read_with_progress(p),
+            None => series.read(),
+        }
+    }
+}
+
+/// The one series a DICOM path stands for: the only one, or the one `choice` names
+/// (1-based listing number or SeriesInstanceUID). Errors name the path and list the series.
+pub fn select_series<'s>(
+    path: &Path,
+    scan: &'s dicom::Scan,
+    choice: Option<&str>,
+) -> Result<&'s dicom::Series> {
+    let listing = || {
+        scan.series
+            .iter()
+            .enumerate()
+            .map(|(n, s)| format!("\n  {}: {} ({})", n + 1, s.label(), s.series_instance_uid))
+            .collect::<String>()
+    };
+    let with_path = |e: Error| match e {
+        Error::NotFound(m) => Error::NotFound(format!(
+            "{}: {m}; the series are:{}",
+            path.display(),
+            listing()
+        )),
+        Error::InvalidArgument(m) => Error::InvalidArgument(format!("{}: {m}", path.display())),
+        other => other,
+    };
+    match (choice, scan.series.as_slice()) {
+        (_, []) => {
+            let why = scan
+                .skipped
+                .first()
+                .map(|(p, why)| format!(" (e.g. {}: {why})", p.display()))
+                .unwrap_or_default();
+            Err(Error::NotFound(format!(
+                "{}: no DICOM image series found{why}",
+                path.display()
+            )))
+        }
+        (Some(choice), _) => scan.select(choice).map_err(with_path),
+        (None, [one]) => Ok(one),
+        (None, several) => Err(Error::InvalidArgument(format!(
+            "{}: holds {} series; pick one with --series N or --series UID:{}",
+            path.display(),
+            several.len(),
+            listing()
+        ))),
     }
 }
 
