@@ -1,0 +1,673 @@
+"""Runs engine effects on Slicer segmentations the way the Segment Editor runs its own.
+
+An engine effect answers *modifiers* (a mask, a mode and possibly "make a new segment");
+Slicer applies them with its own `ModifySegmentByLabelmap`, so the editable area, the
+editable intensity range, the overwrite mode and undo are Slicer's by construction.
+
+The work is split in three steps so the Slicer effect can keep its GUI responsive:
+
+1. `EngineLogic.prepare` (main thread): reads the aligned source volume and the segments on
+   the reference geometry (as the Segment Editor computes them, §1.1 of the reference),
+   into plain numpy arrays.
+2. `EngineLogic.run` (any thread): uploads the source if the engine does not hold it yet,
+   calls the engine, decodes the modifiers. No VTK or MRML object is touched.
+3. `EngineLogic.commit` (main thread): saves state for undo and applies each modifier.
+
+`EngineLogic.apply` does the three in a row on a `vtkSlicerSegmentEditorLogic`, for
+scripts, the Python console and tests::
+
+    logic = EngineLogic("127.0.0.1:50051")
+    logic.apply("Threshold", {"MinimumThreshold": -1024, "MaximumThreshold": -500},
+                volumeNode, segmentationNode, "Segment_1")
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import masks as mask_codec
+from .geometry import (
+    Lattice,
+    image_lattice,
+    image_to_array,
+    is_empty_extent,
+    matrix_to_numpy,
+    new_image,
+)
+from .schema import effect_spec, find_effect, format_number
+
+BINARY_LABELMAP = "Binary labelmap"
+
+# proto ModificationMode -> Slicer's mode names.
+MODE_NAMES = {0: "Set", 1: "Add", 2: "Remove", 3: "RemoveAll"}
+
+# Export formats: user spellings -> proto ExportFormat values.
+EXPORT_FORMATS = {
+    "label.nrrd": 1, "-label.nrrd": 1, "label_nrrd": 1, "export_format_label_nrrd": 1,
+    "seg.nrrd": 2, ".seg.nrrd": 2, "seg_nrrd": 2, "export_format_seg_nrrd": 2,
+    "nii.gz": 3, ".nii.gz": 3, "nifti_gz": 3, "export_format_nifti_gz": 3,
+}
+
+_ENCODINGS = {1: mask_codec.BITS, 2: mask_codec.RUNS, 0: mask_codec.RUNS}
+_ENCODING_VALUES = {mask_codec.BITS: 1, mask_codec.RUNS: 2}
+
+
+class EngineResultError(RuntimeError):
+    """An engine answer that cannot be applied (wrong lattice, bad mask data)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Plain data passed between the steps
+
+@dataclass
+class SegmentInput:
+    """A segment as sent to the engine: a 0/1 `[k][j][i]` mask on the reference lattice."""
+
+    id: str
+    name: str
+    visible: bool
+    mask: np.ndarray
+    color: Tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+@dataclass
+class PreparedEffect:
+    """Everything a call needs, detached from MRML (safe to hand to a worker thread)."""
+
+    effect: str
+    parameters: Dict[str, str]
+    lattice: Lattice
+    extent_start: Tuple[int, int, int]
+    source: Optional[object]            # client.SourceVolume
+    segments: List[SegmentInput]
+    selected_segment_id: str
+    point: Optional[Tuple[int, int, int]] = None   # lattice index (i, j, k)
+    stream: bool = False
+
+    def request(self, encoding: str = mask_codec.RUNS):
+        """The ApplyEffectRequest (without volume_id: the client fills it in)."""
+        from .proto.segkit.v1 import engine_pb2 as pb
+
+        req = pb.ApplyEffectRequest(
+            effect=self.effect,
+            selected_segment_id=self.selected_segment_id,
+            result_encoding=_ENCODING_VALUES[encoding],
+        )
+        for k, v in self.parameters.items():
+            req.parameters[k] = v
+        for s in self.segments:
+            req.segments.append(pb.SegmentMask(
+                id=s.id, name=s.name, visible=s.visible,
+                mask=mask_to_pb(s.mask, self.lattice), color=list(s.color)))
+        if self.point is not None:
+            i, j, k = self.point
+            req.point.ijk.i, req.point.ijk.j, req.point.ijk.k = int(i), int(j), int(k)
+        return req
+
+
+@dataclass
+class Modifier:
+    """One change to apply: `mask` (`[k][j][i]` on the reference lattice) with `mode`."""
+
+    mode: str
+    mask: np.ndarray
+    new_segment: bool = False
+    new_segment_name: str = ""
+
+
+@dataclass
+class EffectResult:
+    effect: str
+    lattice: Lattice
+    extent_start: Tuple[int, int, int]
+    modifiers: List[Modifier] = field(default_factory=list)
+    reported: Dict[str, float] = field(default_factory=dict)
+    compute_seconds: float = 0.0
+    changed_segment_ids: List[str] = field(default_factory=list)   # filled by commit
+
+
+def mask_to_pb(mask: np.ndarray, lattice: Lattice, encoding: str = "smallest"):
+    """A proto `Mask` of a `[k][j][i]` 0/1 array on `lattice`, cropped to its voxels."""
+    from .proto.segkit.v1 import engine_pb2 as pb
+
+    encoded = mask_codec.encode_mask(mask, encoding)
+    out = pb.Mask(geometry=lattice.to_pb(), encoding=_ENCODING_VALUES[encoded.encoding],
+                  data=encoded.data)
+    if encoded.extent is not None:
+        i0, i1, j0, j1, k0, k1 = encoded.extent
+        out.extent.i_min, out.extent.i_max = i0, i1
+        out.extent.j_min, out.extent.j_max = j0, j1
+        out.extent.k_min, out.extent.k_max = k0, k1
+    return out
+
+
+def mask_from_pb(m, lattice: Lattice, what: str = "mask") -> np.ndarray:
+    """The full `[k][j][i]` uint8 array of a proto `Mask`, checked against `lattice`."""
+    mask_lattice = Lattice.from_pb(m.geometry)
+    if not mask_lattice.matches(lattice):
+        raise EngineResultError(
+            f"{what}: the engine answered on another lattice ({mask_lattice}) than the "
+            f"reference geometry ({lattice})")
+    extent = None
+    if m.HasField("extent"):
+        e = m.extent
+        extent = (e.i_min, e.i_max, e.j_min, e.j_max, e.k_min, e.k_max)
+    try:
+        return mask_codec.decode_mask(extent, _ENCODINGS.get(m.encoding, "?"), m.data,
+                                      lattice.shape, what)
+    except mask_codec.MaskError as e:
+        raise EngineResultError(str(e)) from None
+
+
+def parameter_strings(params: Mapping[str, object]) -> Dict[str, str]:
+    """Parameters as Slicer stores them: strings, booleans "0"/"1", shortest numbers."""
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, bool):
+            out[k] = "1" if v else "0"
+        elif isinstance(v, (int, np.integer)):
+            out[k] = str(int(v))
+        elif isinstance(v, (float, np.floating)):
+            out[k] = format_number(float(v))
+        else:
+            out[k] = str(v)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Reading segments on the reference geometry (Slicer's selectedSegmentLabelmap, per segment)
+
+def segment_masks(segmentation_node, reference_image, segment_ids: Sequence[str],
+                  transform=None) -> Dict[str, np.ndarray]:
+    """Each segment as a 0/1 `[k][j][i]` array on the lattice of `reference_image`.
+
+    As `vtkSlicerSegmentEditorLogic::UpdateSelectedSegmentLabelmap` does: the segment's
+    label value is thresholded out of its (possibly shared) layer, then the result is
+    resampled with nearest neighbour onto the reference extent. When the layer already
+    lies on the reference lattice (the usual case) that resampling is a plain copy of
+    the overlapping box, done here with numpy. `transform` (a vtkAbstractTransform from
+    segmentation to reference coordinates) is only used by export.
+    """
+    import slicer
+
+    lattice, start = image_lattice(reference_image)
+    ref_extent = reference_image.GetExtent()
+    segmentation = segmentation_node.GetSegmentation()
+    layers: Dict[str, np.ndarray] = {}
+    out = {}
+    for sid in segment_ids:
+        segment = segmentation.GetSegment(sid)
+        if segment is None:
+            raise KeyError(f"segmentation {segmentation_node.GetName()} has no segment {sid!r}")
+        full = np.zeros(lattice.shape, dtype=np.uint8)
+        out[sid] = full
+        layer = segment.GetRepresentation(BINARY_LABELMAP)
+        if layer is None or is_empty_extent(layer.GetExtent()):
+            continue
+        label = segment.GetLabelValue()
+        if transform is None and slicer.vtkOrientedImageDataResample.DoGeometriesMatch(reference_image, layer):
+            key = layer.GetAddressAsString("vtkOrientedImageData")
+            if key not in layers:
+                layers[key] = image_to_array(layer, copy=False)
+            _paste_overlap(full, ref_extent, layers[key] == label, layer.GetExtent())
+        else:
+            binary = _threshold_label(layer, label)
+            resampled = slicer.vtkOrientedImageData()
+            slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+                binary, reference_image, resampled, False, False, transform)
+            if not is_empty_extent(resampled.GetExtent()):
+                _paste_overlap(full, ref_extent, image_to_array(resampled, copy=False) != 0,
+                               resampled.GetExtent())
+    return out
+
+
+def _threshold_label(layer, label: int):
+    import slicer
+    import vtk
+
+    threshold = vtk.vtkImageThreshold()
+    threshold.SetInputData(layer)
+    threshold.ThresholdBetween(label, label)
+    threshold.SetInValue(1)
+    threshold.SetOutValue(0)
+    threshold.SetOutputScalarTypeToUnsignedChar()
+    threshold.Update()
+    binary = slicer.vtkOrientedImageData()
+    binary.ShallowCopy(threshold.GetOutput())
+    binary.CopyDirections(layer)
+    return binary
+
+
+def _paste_overlap(full: np.ndarray, full_extent, part: np.ndarray, part_extent) -> None:
+    """Writes the overlap of `part` (on `part_extent`) into `full` (on `full_extent`);
+    both extents are indices of the same lattice."""
+    lo = [max(full_extent[2 * a], part_extent[2 * a]) for a in range(3)]
+    hi = [min(full_extent[2 * a + 1], part_extent[2 * a + 1]) for a in range(3)]
+    if any(lo[a] > hi[a] for a in range(3)):
+        return
+    dst = tuple(slice(lo[a] - full_extent[2 * a], hi[a] - full_extent[2 * a] + 1) for a in (2, 1, 0))
+    src = tuple(slice(lo[a] - part_extent[2 * a], hi[a] - part_extent[2 * a] + 1) for a in (2, 1, 0))
+    full[dst] = part[src]
+
+
+def visible_segment_ids(segmentation_node) -> List[str]:
+    """Segments shown by the segmentation's display node; every segment when it has none."""
+    display = segmentation_node.GetDisplayNode()
+    ids = list(segmentation_node.GetSegmentation().GetSegmentIDs())
+    if display is None:
+        return ids
+    return [sid for sid in ids if display.GetSegmentVisibility(sid)]
+
+
+def add_segment_in_layer(segmentation_node, layer_segment_id: str, name: str) -> str:
+    """A new empty segment named `name` in the layer of `layer_segment_id`, with a label
+    value unused in that layer (as Slicer's Islands effect does when splitting)."""
+    import slicer
+
+    segmentation = segmentation_node.GetSegmentation()
+    base = segmentation.GetSegment(layer_segment_id)
+    if base is None:
+        raise KeyError(f"no segment {layer_segment_id!r} to share a layer with")
+    segment = slicer.vtkSegment()
+    segment.SetName(name)
+    segment.AddRepresentation(BINARY_LABELMAP, base.GetRepresentation(BINARY_LABELMAP))
+    segmentation.AddSegment(segment)
+    segment_id = segmentation.GetSegmentIdBySegment(segment)
+    segment.SetLabelValue(segmentation.GetUniqueLabelValueForSharedLabelmap(layer_segment_id))
+    return segment_id
+
+
+# ---------------------------------------------------------------------------------------
+# Where the Segment Editor's state comes from
+
+class EditorContext:
+    """What the Segment Editor gives an effect. The Slicer effect implements it over
+    `scriptedEffect`; `LogicContext` over `vtkSlicerSegmentEditorLogic`."""
+
+    segmentation_node = None
+    selected_segment_id: str = ""
+    source_volume_node = None
+
+    def reference_image(self):
+        """An image with the reference geometry and extent (scalars not needed)."""
+        raise NotImplementedError
+
+    def aligned_source(self):
+        """The source volume resampled onto the reference geometry (or None)."""
+        raise NotImplementedError
+
+    def save_state_for_undo(self) -> None:
+        raise NotImplementedError
+
+    def modify_segment(self, segment_id: str, modifier_image, mode: str, selected: bool) -> None:
+        """Applies a modifier with Slicer's masking and overwrite rules."""
+        raise NotImplementedError
+
+    def visible_segment_ids(self) -> List[str]:
+        return visible_segment_ids(self.segmentation_node)
+
+    def source_key(self) -> Tuple[tuple, tuple]:
+        """(node key, fingerprint) of the aligned source: which node and geometry it comes
+        from, and the modification times that change when its voxels may have."""
+        node = self.source_volume_node
+        seg = self.segmentation_node
+        reference = self.reference_image()
+        geometry = (tuple(reference.GetExtent()), tuple(np.round(
+            matrix_to_numpy(_image_to_world(reference)).reshape(-1), 9)))
+        transforms = tuple(
+            (t.GetID(), t.GetMTime()) if t is not None else None
+            for t in (node.GetParentTransformNode(), seg.GetParentTransformNode()))
+        image = node.GetImageData()
+        fingerprint = (node.GetMTime(), image.GetMTime() if image is not None else 0, transforms)
+        return (node.GetID(), geometry), fingerprint
+
+
+def _image_to_world(image):
+    import vtk
+
+    m = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(m)
+    return m
+
+
+class LogicContext(EditorContext):
+    """The Segment Editor's state held by a `vtkSlicerSegmentEditorLogic` and its
+    `vtkMRMLSegmentEditorNode` (masking settings, selected segment, source volume)."""
+
+    def __init__(self, editor_logic, segment_editor_node, segmentation_node, source_volume_node,
+                 segment_id: str):
+        self.logic = editor_logic
+        self.editor_node = segment_editor_node
+        self.segmentation_node = segmentation_node
+        self.source_volume_node = source_volume_node
+        self.selected_segment_id = segment_id
+        scene = segmentation_node.GetScene()
+        if scene is None:
+            raise ValueError("the segmentation node must be in a MRML scene")
+        if editor_logic.GetMRMLScene() is not scene:
+            editor_logic.SetMRMLScene(scene)
+        if editor_logic.GetSegmentEditorNode() is not segment_editor_node:
+            editor_logic.SetSegmentEditorNode(segment_editor_node)
+        editor_logic.SetSegmentationNode(segmentation_node)
+        editor_logic.SetSourceVolumeNode(source_volume_node)
+        if segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
+            raise KeyError(f"segmentation {segmentation_node.GetName()} has no segment {segment_id!r}")
+        editor_logic.SetCurrentSegmentID(segment_id)
+
+    def reference_image(self):
+        if not self.logic.UpdateReferenceGeometryImage():
+            raise ValueError("no reference geometry: select a source volume first")
+        return self.logic.GetReferenceGeometryImage()
+
+    def aligned_source(self):
+        if self.source_volume_node is None:
+            return None
+        if not self.logic.UpdateAlignedSourceVolume():
+            raise ValueError("the source volume could not be aligned to the segmentation")
+        return self.logic.GetAlignedSourceVolume()
+
+    def save_state_for_undo(self) -> None:
+        self.logic.SaveStateForUndo()
+
+    def modify_segment(self, segment_id, modifier_image, mode, selected) -> None:
+        modes = {
+            "Set": self.logic.ModificationModeSet,
+            "Add": self.logic.ModificationModeAdd,
+            "Remove": self.logic.ModificationModeRemove,
+            "RemoveAll": self.logic.ModificationModeRemoveAll,
+        }
+        # isPerSegment=True, bypassMasking=False: exactly modifySelectedSegmentByLabelmap.
+        self.logic.ModifySegmentByLabelmap(self.segmentation_node, segment_id, modifier_image,
+                                           modes[mode], True, False)
+
+
+# ---------------------------------------------------------------------------------------
+# The logic
+
+class EngineLogic:
+    """Runs the engine's effects on Slicer segmentations; see the module documentation."""
+
+    def __init__(self, address: Optional[str] = None, token: Optional[str] = None, client=None,
+                 compression: str = "auto", max_undo_states: int = 10):
+        if client is None:
+            if address is None:
+                raise ValueError("give an engine address (host:port) or a client")
+            from .client import EngineClient
+
+            client = EngineClient(address, token=token, compression=compression)
+        self.client = client
+        self.max_undo_states = max_undo_states
+        self._effects = None
+        self._editor_logic = None
+        self._editor_node = None
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- engine effects ---------------------------------------------------------------------
+
+    def effects(self, refresh: bool = False):
+        """The engine's `EffectInfo` list (asked once, then remembered)."""
+        if self._effects is None or refresh:
+            self._effects = self.client.list_effects()
+        return self._effects
+
+    def effect_info(self, name: str):
+        return find_effect(self.effects(), name)
+
+    # -- step 1: main thread ------------------------------------------------------------------
+
+    def prepare(self, context: EditorContext, effect: str, parameters: Mapping[str, object],
+                point_ijk: Optional[Sequence[int]] = None) -> PreparedEffect:
+        """Reads what the effect needs from the Segment Editor's state. `point_ijk` is an
+        index of the reference image (as `xyToIjk` answers it)."""
+        from .client import SourceVolume
+
+        info = self.effect_info(effect)
+        spec = effect_spec(info)
+        values = parameter_strings(parameters)
+        merged = dict(spec.defaults())
+        merged.update(values)
+        reference = context.reference_image()
+        lattice, start = image_lattice(reference)
+
+        source = None
+        if spec.needs_source(merged):
+            aligned = context.aligned_source()
+            if aligned is None:
+                raise ValueError(f"{info.name} needs a source volume")
+            aligned_lattice, aligned_start = image_lattice(aligned)
+            if not aligned_lattice.matches(lattice) or tuple(aligned_start) != tuple(start):
+                raise ValueError("the aligned source volume is not on the reference geometry")
+            node_key, fingerprint = context.source_key()
+            source = SourceVolume(node_key=node_key, fingerprint=fingerprint,
+                                  array=image_to_array(aligned), lattice=lattice,
+                                  name=context.source_volume_node.GetName() or "")
+
+        segments: List[SegmentInput] = []
+        if spec.needs_segments(merged):
+            seg_node = context.segmentation_node
+            ids = list(seg_node.GetSegmentation().GetSegmentIDs())
+            visible = set(context.visible_segment_ids())
+            arrays = segment_masks(seg_node, reference, ids)
+            for sid in ids:
+                segment = seg_node.GetSegmentation().GetSegment(sid)
+                segments.append(SegmentInput(
+                    id=sid, name=segment.GetName() or sid, visible=sid in visible,
+                    mask=arrays[sid], color=tuple(segment.GetColor())))
+
+        point = None
+        if point_ijk is not None:
+            point = tuple(int(point_ijk[a]) - start[a] for a in range(3))
+            if any(not 0 <= point[a] < lattice.size[a] for a in range(3)):
+                raise ValueError(f"point {tuple(point_ijk)} is outside the reference extent "
+                                 f"{tuple(reference.GetExtent())}")
+        elif spec.needs_point(merged):
+            raise ValueError(f"{info.name} with these parameters needs a clicked point")
+
+        return PreparedEffect(
+            effect=info.name, parameters=values, lattice=lattice, extent_start=tuple(start),
+            source=source, segments=segments, selected_segment_id=context.selected_segment_id,
+            point=point, stream=info.long_running)
+
+    # -- step 2: any thread -------------------------------------------------------------------
+
+    def run(self, prepared: PreparedEffect, on_progress=None) -> EffectResult:
+        """Calls the engine (uploading the source when it does not hold it) and decodes
+        the answer. Touches no VTK or MRML object."""
+        reply = self.client.apply_effect(prepared.request(), source=prepared.source,
+                                         stream=prepared.stream, on_progress=on_progress)
+        result = EffectResult(effect=prepared.effect, lattice=prepared.lattice,
+                              extent_start=prepared.extent_start,
+                              reported=dict(reply.reported), compute_seconds=reply.compute_seconds)
+        for n, m in enumerate(reply.modifiers):
+            if m.mode not in MODE_NAMES:
+                raise EngineResultError(f"modifier {n}: unknown mode {m.mode}")
+            result.modifiers.append(Modifier(
+                mode=MODE_NAMES[m.mode],
+                mask=mask_from_pb(m.mask, prepared.lattice, f"modifier {n}"),
+                new_segment=m.new_segment,
+                new_segment_name=m.new_segment_name))
+        return result
+
+    # -- step 3: main thread ------------------------------------------------------------------
+
+    def commit(self, context: EditorContext, result: EffectResult) -> List[str]:
+        """Saves state for undo and applies the modifiers in order; answers the IDs of the
+        segments modified (new ones included)."""
+        if not result.modifiers:
+            return []
+        lattice, start = image_lattice(context.reference_image())
+        if not lattice.matches(result.lattice) or tuple(start) != tuple(result.extent_start):
+            raise EngineResultError(
+                "the segmentation's reference geometry changed while the engine was working: "
+                "apply the effect again")
+        selected = context.selected_segment_id
+        context.save_state_for_undo()
+        changed = []
+        for m in result.modifiers:
+            image = new_image(lattice, start, m.mask)
+            if m.new_segment:
+                target = add_segment_in_layer(context.segmentation_node, selected,
+                                              m.new_segment_name or "Segment")
+            else:
+                target = selected
+            context.modify_segment(target, image, m.mode, selected=not m.new_segment)
+            if target not in changed:
+                changed.append(target)
+        result.changed_segment_ids = changed
+        return changed
+
+    # -- headless use -------------------------------------------------------------------------
+
+    def editor_context(self, source_volume_node, segmentation_node, segment_id: str,
+                       segment_editor_node=None) -> LogicContext:
+        """A `LogicContext` on this logic's own `vtkSlicerSegmentEditorLogic` (so undo
+        history survives between calls) and the given or a private editor node."""
+        import slicer
+
+        if self._editor_logic is None:
+            self._editor_logic = slicer.vtkSlicerSegmentEditorLogic()
+            self._editor_logic.SetMaximumNumberOfUndoStates(self.max_undo_states)
+        if segment_editor_node is None:
+            scene = segmentation_node.GetScene()
+            if self._editor_node is None or self._editor_node.GetScene() is not scene:
+                self._editor_node = slicer.vtkMRMLSegmentEditorNode()
+                self._editor_node.SetName("SegkitEngineEditor")
+                if scene is not None:
+                    scene.AddNode(self._editor_node)
+            segment_editor_node = self._editor_node
+        return LogicContext(self._editor_logic, segment_editor_node, segmentation_node,
+                            source_volume_node, segment_id)
+
+    def apply(self, effect: str, params: Mapping[str, object], source_volume_node, segmentation_node,
+              segment_id: str, segment_editor_node=None,
+              point_ijk: Optional[Sequence[int]] = None) -> EffectResult:
+        """Runs `effect` on segment `segment_id` as the Segment Editor would, with the
+        masking settings of `segment_editor_node` (Slicer's defaults when None)."""
+        context = self.editor_context(source_volume_node, segmentation_node, segment_id,
+                                      segment_editor_node)
+        prepared = self.prepare(context, effect, params, point_ijk)
+        result = self.run(prepared)
+        self.commit(context, result)
+        return result
+
+    def undo(self) -> None:
+        if self._editor_logic is not None:
+            self._editor_logic.Undo()
+
+    def redo(self) -> None:
+        if self._editor_logic is not None:
+            self._editor_logic.Redo()
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def export(self, segmentation_node, reference_volume_node, path: str, format=None,
+               segment_ids: Optional[Sequence[str]] = None) -> str:
+        """Writes segments (all by default, in segment order) with the engine's Export on
+        the lattice of `reference_volume_node`, to the local `path`. `format` is
+        "label.nrrd", "seg.nrrd" or "nii.gz" (default: from the file name)."""
+        from .client import SourceVolume
+        from .proto.segkit.v1 import engine_pb2 as pb
+
+        fmt = export_format(format if format is not None else path)
+        reference = _volume_geometry_image(reference_volume_node)
+        lattice, _ = image_lattice(reference)
+        ids = list(segment_ids) if segment_ids is not None else list(
+            segmentation_node.GetSegmentation().GetSegmentIDs())
+        transform = _transform_between(segmentation_node, reference_volume_node)
+        arrays = segment_masks(segmentation_node, reference, ids, transform)
+        visible = set(visible_segment_ids(segmentation_node))
+        request = pb.ExportRequest(format=fmt)
+        for sid in ids:
+            segment = segmentation_node.GetSegmentation().GetSegment(sid)
+            request.segments.append(pb.SegmentMask(
+                id=sid, name=segment.GetName() or sid, visible=sid in visible,
+                mask=mask_to_pb(arrays[sid], lattice), color=list(segment.GetColor()),
+                label_value=0))
+        source = None
+        if not ids:
+            # Nothing carries the lattice: the engine takes it from the volume.
+            image = reference_volume_node.GetImageData()
+            source = SourceVolume(
+                node_key=(reference_volume_node.GetID(), "export"),
+                fingerprint=(reference_volume_node.GetMTime(), image.GetMTime()),
+                array=image_to_array(image), lattice=lattice,
+                name=reference_volume_node.GetName() or "")
+        data = self.client.export(request, source)
+        write_atomically(path, data)
+        return path
+
+
+def export_format(format_or_path) -> int:
+    """The proto ExportFormat of "label.nrrd" / "seg.nrrd" / "nii.gz", of a file name
+    ending that way, or of a proto value."""
+    if isinstance(format_or_path, int):
+        if format_or_path not in (1, 2, 3):
+            raise ValueError(f"unknown export format {format_or_path}")
+        return format_or_path
+    text = str(format_or_path).strip().lower()
+    if text in EXPORT_FORMATS:
+        return EXPORT_FORMATS[text]
+    for suffix, value in (("-label.nrrd", 1), (".seg.nrrd", 2), (".nii.gz", 3)):
+        if text.endswith(suffix):
+            return value
+    raise ValueError(f"unknown export format {format_or_path!r}: use label.nrrd, seg.nrrd or nii.gz")
+
+
+def _volume_geometry_image(volume_node):
+    """A geometry-only vtkOrientedImageData with a volume node's lattice."""
+    import slicer
+    import vtk
+
+    image = volume_node.GetImageData()
+    if image is None:
+        raise ValueError(f"volume {volume_node.GetName()} has no voxels")
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(ijk_to_ras)
+    out = slicer.vtkOrientedImageData()
+    out.SetExtent(image.GetExtent())
+    out.SetImageToWorldMatrix(ijk_to_ras)
+    return out
+
+
+def _transform_between(segmentation_node, volume_node):
+    """The transform from segmentation to volume coordinates, or None when both share
+    their parent transform (then the lattices compare directly)."""
+    import slicer
+    import vtk
+
+    a, b = segmentation_node.GetParentTransformNode(), volume_node.GetParentTransformNode()
+    if a is b:
+        return None
+    transform = vtk.vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(a, b, transform)
+    return transform
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Writes `data` to `path` through a temporary file in the same folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".segkit-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+__all__ = [
+    "EngineLogic", "EditorContext", "LogicContext", "PreparedEffect", "EffectResult", "Modifier",
+    "SegmentInput", "EngineResultError", "segment_masks", "add_segment_in_layer",
+    "visible_segment_ids", "mask_to_pb", "mask_from_pb", "parameter_strings", "export_format",
+]

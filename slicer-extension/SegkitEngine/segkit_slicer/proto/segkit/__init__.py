@@ -1,0 +1,1 @@
+"""Package `segkit` of the engine contract."""

@@ -1,0 +1,232 @@
+"""What the parameter widgets of an engine effect look like, read from its schema.
+
+The engine lists its effects with a parameter schema (`EffectInfo`, `ParameterInfo`).
+The Slicer effect builds its widgets from `ParameterSpec`s computed here, so a new effect
+or parameter in the engine appears in Slicer without a line of Python changing. Keeping
+the rules here (not in the Qt class) lets them be tested without Qt:
+
+- defaults and ranges that depend on the source volume (`default_from_source`,
+  `range_from_source`) are resolved against the source's value range;
+- a parameter is shown only when `visible_when_parameter` has one of
+  `visible_when_values`;
+- an effect needs a click when it, or the selected value of one of its choices, lists
+  the POINT input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+# Names of the proto enums, so this module does not need the generated code.
+DOUBLE, INTEGER, BOOLEAN, CHOICE, STRING = "double", "integer", "boolean", "choice", "string"
+_TYPES = {1: DOUBLE, 2: INTEGER, 3: BOOLEAN, 4: CHOICE, 5: STRING}
+
+INPUT_SOURCE_VOLUME, INPUT_SELECTED_SEGMENT, INPUT_VISIBLE_SEGMENTS, INPUT_POINT = 1, 2, 3, 4
+
+_SOURCE_MINIMUM, _SOURCE_MAXIMUM, _SOURCE_QUARTER_RANGE = 1, 2, 3
+
+# Steps a slider with a range but no step is divided into (Slicer's Threshold uses 1000).
+DEFAULT_SLIDER_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class ChoiceSpec:
+    value: str
+    title: str
+    help: str = ""
+    inputs: Tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One widget: its kind, label, range, step, unit, default and visibility rule."""
+
+    name: str
+    title: str
+    kind: str
+    default: str
+    help: str = ""
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    step: Optional[float] = None
+    decimals: int = 0
+    unit: str = ""
+    choices: Tuple[ChoiceSpec, ...] = ()
+    visible_when_parameter: str = ""
+    visible_when_values: Tuple[str, ...] = ()
+
+    def is_visible(self, values: Mapping[str, str]) -> bool:
+        if not self.visible_when_parameter:
+            return True
+        return values.get(self.visible_when_parameter, "") in self.visible_when_values
+
+    def normalize(self, value: str) -> str:
+        """A value as the engine expects it: numbers clamped to the range, booleans 0/1,
+        choices one of the values (else the default)."""
+        if self.kind == BOOLEAN:
+            return "1" if str(value).strip().lower() in ("1", "true", "yes", "on") else "0"
+        if self.kind == CHOICE:
+            return value if any(c.value == value for c in self.choices) else self.default
+        if self.kind in (DOUBLE, INTEGER):
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                return self.default
+            if self.minimum is not None:
+                x = max(x, self.minimum)
+            if self.maximum is not None:
+                x = min(x, self.maximum)
+            return str(int(round(x))) if self.kind == INTEGER else format_number(x)
+        return str(value)
+
+
+@dataclass(frozen=True)
+class EffectSpec:
+    name: str
+    title: str
+    help: str
+    parameters: Tuple[ParameterSpec, ...]
+    inputs: Tuple[int, ...]
+    long_running: bool = False
+    reported: Tuple[Tuple[str, str], ...] = ()
+
+    def parameter(self, name: str) -> ParameterSpec:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(f"effect {self.name} has no parameter {name!r}")
+
+    def defaults(self) -> Dict[str, str]:
+        return {p.name: p.default for p in self.parameters}
+
+    def inputs_for(self, values: Mapping[str, str]) -> Tuple[int, ...]:
+        """The effect's inputs plus those of the selected value of each visible choice."""
+        needed = list(self.inputs)
+        for p in self.parameters:
+            if p.kind != CHOICE or not p.is_visible(values):
+                continue
+            selected = values.get(p.name, p.default)
+            for c in p.choices:
+                if c.value == selected:
+                    needed += [i for i in c.inputs if i not in needed]
+        return tuple(needed)
+
+    def needs_point(self, values: Mapping[str, str]) -> bool:
+        return INPUT_POINT in self.inputs_for(values)
+
+    def needs_segments(self, values: Mapping[str, str]) -> bool:
+        inputs = self.inputs_for(values)
+        return INPUT_SELECTED_SEGMENT in inputs or INPUT_VISIBLE_SEGMENTS in inputs
+
+    def needs_source(self, values: Mapping[str, str]) -> bool:
+        return INPUT_SOURCE_VOLUME in self.inputs_for(values)
+
+    def request_parameters(self, values: Mapping[str, str]) -> Dict[str, str]:
+        """The parameters to send: every visible parameter, normalized; hidden ones are
+        left out so the engine uses its defaults."""
+        out = {}
+        for p in self.parameters:
+            if p.is_visible(values) and p.name in values:
+                out[p.name] = p.normalize(values[p.name])
+        return out
+
+
+def format_number(x: float) -> str:
+    """Shortest string that reads back as the same double ("-500", "0.25")."""
+    if math.isfinite(x) and x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    return repr(float(x))
+
+
+def _decimals_for(step: Optional[float]) -> int:
+    if not step or step >= 1 or not math.isfinite(step):
+        return 0
+    return min(6, max(1, int(math.ceil(-math.log10(step)))))
+
+
+def parameter_spec(p, source_range: Optional[Tuple[float, float]] = None,
+                   integer_source: bool = False) -> ParameterSpec:
+    """The widget spec of a proto `ParameterInfo`, given the source's value range (None
+    when no source is selected yet: source-derived values then fall back to the schema's)."""
+    kind = _TYPES.get(p.type, STRING)
+    minimum = p.minimum if p.HasField("minimum") else None
+    maximum = p.maximum if p.HasField("maximum") else None
+    step = p.step if p.HasField("step") else None
+    default = p.default_value
+    if source_range is not None:
+        lo, hi = source_range
+        if p.range_from_source:
+            minimum, maximum = lo, hi
+        derived = {
+            _SOURCE_MINIMUM: lo,
+            _SOURCE_MAXIMUM: hi,
+            _SOURCE_QUARTER_RANGE: lo + 0.25 * (hi - lo),
+        }.get(p.default_from_source)
+        if derived is not None:
+            default = format_number(derived)
+    if kind == DOUBLE and step is None and minimum is not None and maximum is not None and maximum > minimum:
+        step = (maximum - minimum) / DEFAULT_SLIDER_STEPS
+        if integer_source and p.range_from_source:
+            step = max(1.0, round(step))
+    if kind == INTEGER and step is None:
+        step = 1.0
+    choices = tuple(
+        ChoiceSpec(c.value, c.title or c.value, c.help, tuple(c.inputs)) for c in p.choices
+    )
+    return ParameterSpec(
+        name=p.name,
+        title=p.title or p.name,
+        kind=kind,
+        default=default,
+        help=p.help,
+        minimum=minimum,
+        maximum=maximum,
+        step=step,
+        decimals=0 if kind == INTEGER else _decimals_for(step),
+        unit=p.unit,
+        choices=choices,
+        visible_when_parameter=p.visible_when_parameter,
+        visible_when_values=tuple(p.visible_when_values),
+    )
+
+
+def effect_spec(info, source_range: Optional[Tuple[float, float]] = None,
+                integer_source: bool = False) -> EffectSpec:
+    """The spec of a proto `EffectInfo`."""
+    return EffectSpec(
+        name=info.name,
+        title=info.title or info.name,
+        help=info.help,
+        parameters=tuple(parameter_spec(p, source_range, integer_source) for p in info.parameters),
+        inputs=tuple(info.inputs),
+        long_running=info.long_running,
+        reported=tuple((r.name, r.help) for r in info.reported),
+    )
+
+
+def find_effect(effects: Sequence, name: str):
+    """The `EffectInfo` named `name` (Slicer name or cli name, any case)."""
+    wanted = name.lower()
+    for e in effects:
+        if e.name.lower() == wanted or e.cli_name == wanted:
+            return e
+    names = ", ".join(e.name for e in effects)
+    raise KeyError(f"the engine has no effect {name!r}; it has: {names}")
+
+
+@dataclass
+class ParameterValues:
+    """Current values of an effect's parameters, starting from the resolved defaults."""
+
+    spec: EffectSpec
+    values: Dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        merged = self.spec.defaults()
+        merged.update(self.values)
+        self.values = merged
+
+    def visible(self) -> List[ParameterSpec]:
+        return [p for p in self.spec.parameters if p.is_visible(self.values)]

@@ -1,0 +1,435 @@
+"""Segment Editor effect "Segkit": runs the effects of a segkit engine.
+
+The effect lists the engine's effects in a combo box and builds their parameter widgets
+from the engine's schema (`segkit_slicer.schema`), so an effect added to the engine
+appears here with no Python change. Apply, or a left click in a slice view for effects
+that need a point, runs the engine call on a worker thread polled by a `qt.QTimer`; the
+result is applied on the main thread with `saveStateForUndo()` and
+`modifySelectedSegmentByLabelmap` / `modifySegmentByLabelmap`, so Slicer's editable area,
+intensity range, overwrite mode and undo apply unchanged.
+
+The class stays thin: gathering inputs, calling the engine and applying modifiers is
+`segkit_slicer.logic.EngineLogic` (prepare / run / commit), tested without Qt.
+"""
+
+import logging
+import os
+
+import qt
+import slicer
+import vtk
+
+from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
+
+from segkit_slicer import schema
+from segkit_slicer.background import BackgroundCall
+from segkit_slicer.logic import EditorContext
+
+POLL_MS = 100
+ENGINE_EFFECT = "EngineEffect"   # parameter: the engine effect shown
+
+
+class EffectContext(EditorContext):
+    """The Segment Editor's state as a scripted effect sees it (snapshot at prepare time)."""
+
+    def __init__(self, scriptedEffect):
+        self.effect = scriptedEffect
+        node = scriptedEffect.parameterSetNode()
+        self.segmentation_node = node.GetSegmentationNode()
+        getSource = getattr(node, "GetSourceVolumeNode", None) or node.GetMasterVolumeNode
+        self.source_volume_node = getSource()
+        self.selected_segment_id = node.GetSelectedSegmentID() or ""
+
+    def reference_image(self):
+        return self.effect.defaultModifierLabelmap()
+
+    def aligned_source(self):
+        getSource = getattr(self.effect, "sourceVolumeImageData", None) or self.effect.masterVolumeImageData
+        return getSource()
+
+    def save_state_for_undo(self):
+        self.effect.saveStateForUndo()
+
+    def modify_segment(self, segment_id, modifier_image, mode, selected):
+        modes = {
+            "Set": slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet,
+            "Add": slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeAdd,
+            "Remove": slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeRemove,
+            "RemoveAll": slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeRemoveAll,
+        }
+        current = self.effect.parameterSetNode().GetSelectedSegmentID()
+        if selected and current == segment_id:
+            self.effect.modifySelectedSegmentByLabelmap(modifier_image, modes[mode])
+        else:
+            # A new segment, or the user selected another segment while the engine worked.
+            self.effect.modifySegmentByLabelmap(self.segmentation_node, segment_id, modifier_image, modes[mode])
+
+
+class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
+    """Runs segkit engine effects in the Segment Editor."""
+
+    def __init__(self, scriptedEffect):
+        scriptedEffect.name = "Segkit"
+        scriptedEffect.perSegment = True
+        scriptedEffect.requireSegments = True
+        AbstractScriptedSegmentEditorEffect.__init__(self, scriptedEffect)
+        self.effectInfos = []
+        self.spec = None
+        self.rows = {}            # parameter name -> (label, widget)
+        self.call = None          # BackgroundCall in flight
+        self.onCallDone = None
+        self.sourceRange = None
+        self.timer = qt.QTimer()
+        self.timer.setInterval(POLL_MS)
+        self.timer.connect("timeout()", self.pollCall)
+
+    def clone(self):
+        import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
+        clonedEffect = effects.qSlicerSegmentEditorScriptedEffect(None)
+        clonedEffect.setPythonSource(__file__.replace("\\", "/"))
+        return clonedEffect
+
+    def icon(self):
+        iconPath = os.path.join(os.path.dirname(__file__), "SegmentEditorEffect.png")
+        return qt.QIcon(iconPath) if os.path.exists(iconPath) else qt.QIcon()
+
+    def helpText(self):
+        return (
+            "<html>Runs the effects of a <b>segkit engine</b> (set it up in the Segkit Engine module).<br>"
+            "Choose an effect, set its parameters and click Apply; effects that need a point run on a "
+            "left click in a slice view. Masking, overwrite and undo work as for Slicer's own effects.</html>"
+        )
+
+    # -- options panel ------------------------------------------------------------------------
+
+    def setupOptionsFrame(self):
+        self.engineLabel = qt.QLabel("Engine: not connected")
+        self.engineLabel.wordWrap = True
+        self.scriptedEffect.addOptionsWidget(self.engineLabel)
+
+        row = qt.QHBoxLayout()
+        self.effectCombo = qt.QComboBox()
+        self.effectCombo.setToolTip("Effects of the engine")
+        self.refreshButton = qt.QPushButton("Refresh")
+        self.refreshButton.setToolTip("Ask the engine for its effects again")
+        row.addWidget(self.effectCombo, 1)
+        row.addWidget(self.refreshButton)
+        self.scriptedEffect.addLabeledOptionsWidget("Engine effect:", row)
+
+        self.helpLabel = qt.QLabel("")
+        self.helpLabel.wordWrap = True
+        self.scriptedEffect.addOptionsWidget(self.helpLabel)
+
+        self.parametersFrame = qt.QFrame()
+        self.parametersLayout = qt.QFormLayout(self.parametersFrame)
+        self.parametersLayout.setContentsMargins(0, 0, 0, 0)
+        self.scriptedEffect.addOptionsWidget(self.parametersFrame)
+
+        self.pointLabel = qt.QLabel("Left-click in a slice view to apply.")
+        self.pointLabel.visible = False
+        self.scriptedEffect.addOptionsWidget(self.pointLabel)
+
+        buttons = qt.QHBoxLayout()
+        self.applyButton = qt.QPushButton("Apply")
+        self.applyButton.objectName = self.__class__.__name__ + "Apply"
+        self.cancelButton = qt.QPushButton("Cancel")
+        self.cancelButton.enabled = False
+        buttons.addWidget(self.applyButton, 1)
+        buttons.addWidget(self.cancelButton)
+        self.scriptedEffect.addOptionsWidget(buttons)
+
+        self.resultLabel = qt.QLabel("")
+        self.resultLabel.wordWrap = True
+        self.scriptedEffect.addOptionsWidget(self.resultLabel)
+
+        self.effectCombo.connect("currentIndexChanged(int)", self.onEffectSelected)
+        self.refreshButton.connect("clicked()", self.refreshEffects)
+        self.applyButton.connect("clicked()", self.onApply)
+        self.cancelButton.connect("clicked()", self.onCancel)
+
+    def activate(self):
+        if not self.effectInfos and self.call is None:
+            self.refreshEffects()
+
+    def deactivate(self):
+        pass  # a call in flight keeps running; its result is applied when it arrives
+
+    def setMRMLDefaults(self):
+        self.scriptedEffect.setParameterDefault(ENGINE_EFFECT, "")
+
+    # -- the engine ---------------------------------------------------------------------------
+
+    def engineLogic(self):
+        from SegkitEngine import SegkitEngineLogic
+
+        return SegkitEngineLogic.shared().engineLogic()
+
+    def startCall(self, function, onDone, busyText):
+        self.call = BackgroundCall(function).start()
+        self.onCallDone = onDone
+        self.resultLabel.text = busyText
+        self.applyButton.enabled = False
+        self.refreshButton.enabled = False
+        self.cancelButton.enabled = True
+        self.timer.start()
+
+    def pollCall(self):
+        call = self.call
+        if call is None:
+            self.timer.stop()
+            return
+        if not call.done:
+            fraction, message = call.progress
+            if message:
+                self.resultLabel.text = f"{message} ({fraction:.0%})"
+            return
+        self.timer.stop()
+        self.call, onDone = None, self.onCallDone
+        self.applyButton.enabled = True
+        self.refreshButton.enabled = True
+        self.cancelButton.enabled = False
+        try:
+            outcome = call.outcome()
+        except Exception as e:
+            logging.error("Segkit: %s", e)
+            self.resultLabel.text = f"Failed: {e}"
+            return
+        onDone(outcome)
+
+    def onCancel(self):
+        if self.call is not None:
+            try:
+                self.engineLogic().client.cancel()
+            except Exception as e:
+                logging.warning("Segkit: cancel failed: %s", e)
+
+    def refreshEffects(self):
+        if self.call is not None:
+            return
+        try:
+            logic = self.engineLogic()
+        except Exception as e:
+            self.engineLabel.text = f"Engine: {e}"
+            return
+        self.engineLabel.text = f"Engine: {logic.client.address} (asking for its effects...)"
+        self.startCall(lambda report: logic.effects(refresh=True), self.onEffectsListed, "")
+
+    def onEffectsListed(self, effectInfos):
+        self.effectInfos = list(effectInfos)
+        address = self.engineLogic().client.address
+        self.engineLabel.text = f"Engine: {address}, {len(self.effectInfos)} effects"
+        wanted = self.scriptedEffect.parameter(ENGINE_EFFECT)
+        wasBlocked = self.effectCombo.blockSignals(True)
+        self.effectCombo.clear()
+        for info in self.effectInfos:
+            self.effectCombo.addItem(info.title or info.name, info.name)
+        names = [info.name for info in self.effectInfos]
+        self.effectCombo.currentIndex = names.index(wanted) if wanted in names else 0
+        self.effectCombo.blockSignals(wasBlocked)
+        self.onEffectSelected(self.effectCombo.currentIndex)
+
+    # -- parameter widgets from the schema -------------------------------------------------
+
+    def currentInfo(self):
+        index = self.effectCombo.currentIndex
+        return self.effectInfos[index] if 0 <= index < len(self.effectInfos) else None
+
+    def updateSourceRange(self):
+        self.sourceRange, integerSource = None, False
+        try:
+            image = EffectContext(self.scriptedEffect).aligned_source()
+        except Exception:
+            image = None
+        if image is not None and image.GetPointData() and image.GetPointData().GetScalars():
+            lo, hi = image.GetScalarRange()
+            self.sourceRange = (float(lo), float(hi))
+            integerSource = image.GetScalarType() not in (vtk.VTK_FLOAT, vtk.VTK_DOUBLE)
+        return integerSource
+
+    def onEffectSelected(self, index):
+        info = self.currentInfo()
+        if info is None:
+            return
+        if self.scriptedEffect.parameter(ENGINE_EFFECT) != info.name:
+            self.scriptedEffect.setParameter(ENGINE_EFFECT, info.name)
+        integerSource = self.updateSourceRange()
+        self.spec = schema.effect_spec(info, self.sourceRange, integerSource)
+        self.helpLabel.text = self.spec.help
+        self.buildParameterWidgets()
+        self.updateGUIFromMRML()
+
+    def sourceVolumeNodeChanged(self):
+        if self.currentInfo() is not None:
+            self.onEffectSelected(self.effectCombo.currentIndex)
+
+    def masterVolumeNodeChanged(self):  # Slicer < 5.1
+        self.sourceVolumeNodeChanged()
+
+    def buildParameterWidgets(self):
+        for label, widget in self.rows.values():
+            self.parametersLayout.removeWidget(label)
+            self.parametersLayout.removeWidget(widget)
+            label.setParent(None)
+            widget.setParent(None)
+        self.rows = {}
+        for p in self.spec.parameters:
+            widget = self.makeWidget(p)
+            widget.setToolTip(p.help)
+            label = qt.QLabel(p.title + ":")
+            label.setToolTip(p.help)
+            self.parametersLayout.addRow(label, widget)
+            self.rows[p.name] = (label, widget)
+
+    def makeWidget(self, p):
+        if p.kind == schema.DOUBLE:
+            if p.minimum is not None and p.maximum is not None:
+                import ctk
+
+                w = ctk.ctkSliderWidget()
+                w.minimum, w.maximum = p.minimum, p.maximum
+            else:
+                w = qt.QDoubleSpinBox()
+                w.minimum, w.maximum = -1e12, 1e12
+            w.singleStep = p.step or 1.0
+            w.decimals = p.decimals
+            if p.unit:
+                w.suffix = " " + p.unit
+            w.connect("valueChanged(double)", self.updateMRMLFromGUI)
+            return w
+        if p.kind == schema.INTEGER:
+            w = qt.QSpinBox()
+            w.minimum = int(p.minimum) if p.minimum is not None else -(2**31)
+            w.maximum = int(min(p.maximum, 2**31 - 1)) if p.maximum is not None else 2**31 - 1
+            w.singleStep = int(p.step or 1)
+            if p.unit:
+                w.suffix = " " + p.unit
+            w.connect("valueChanged(int)", self.updateMRMLFromGUI)
+            return w
+        if p.kind == schema.BOOLEAN:
+            w = qt.QCheckBox()
+            w.connect("toggled(bool)", self.updateMRMLFromGUI)
+            return w
+        if p.kind == schema.CHOICE:
+            w = qt.QComboBox()
+            for c in p.choices:
+                w.addItem(c.title, c.value)
+                if c.help:
+                    w.setItemData(w.count - 1, c.help, qt.Qt.ToolTipRole)
+            w.connect("currentIndexChanged(int)", self.updateMRMLFromGUI)
+            return w
+        w = qt.QLineEdit()
+        w.connect("editingFinished()", self.updateMRMLFromGUI)
+        return w
+
+    def parameterKey(self, name):
+        return f"{self.spec.name}.{name}"
+
+    def currentValues(self):
+        """Stored parameter values, else the schema's (source-derived) defaults."""
+        values = {}
+        for p in self.spec.parameters:
+            key = self.parameterKey(p.name)
+            stored = self.scriptedEffect.parameter(key) if self.scriptedEffect.parameterDefined(key) else ""
+            values[p.name] = p.normalize(stored) if stored != "" else p.default
+        return values
+
+    def updateGUIFromMRML(self):
+        if self.spec is None or not self.rows:
+            return
+        values = self.currentValues()
+        for p in self.spec.parameters:
+            label, w = self.rows[p.name]
+            wasBlocked = w.blockSignals(True)
+            value = values[p.name]
+            if p.kind == schema.DOUBLE:
+                w.value = float(value)
+            elif p.kind == schema.INTEGER:
+                w.value = int(float(value))
+            elif p.kind == schema.BOOLEAN:
+                w.checked = value == "1"
+            elif p.kind == schema.CHOICE:
+                index = w.findData(value)
+                w.currentIndex = index if index >= 0 else 0
+            else:
+                w.text = value
+            w.blockSignals(wasBlocked)
+        self.updateVisibility(values)
+
+    def updateMRMLFromGUI(self, *unused):
+        if self.spec is None:
+            return
+        values = {}
+        for p in self.spec.parameters:
+            label, w = self.rows[p.name]
+            if p.kind == schema.DOUBLE:
+                value = schema.format_number(w.value)
+            elif p.kind == schema.INTEGER:
+                value = str(int(w.value))
+            elif p.kind == schema.BOOLEAN:
+                value = "1" if w.checked else "0"
+            elif p.kind == schema.CHOICE:
+                value = w.itemData(w.currentIndex) or p.default
+            else:
+                value = w.text
+            values[p.name] = value
+            self.scriptedEffect.setParameter(self.parameterKey(p.name), value)
+        self.updateVisibility(values)
+
+    def updateVisibility(self, values):
+        for p in self.spec.parameters:
+            label, w = self.rows[p.name]
+            shown = p.is_visible(values)
+            label.visible = shown
+            w.visible = shown
+        needsPoint = self.spec.needs_point(values)
+        self.pointLabel.visible = needsPoint
+        self.applyButton.visible = not needsPoint
+
+    # -- running ------------------------------------------------------------------------------
+
+    def onApply(self):
+        self.runEngineEffect()
+
+    def runEngineEffect(self, pointIjk=None):
+        if self.call is not None or self.spec is None:
+            return
+        if not self.scriptedEffect.confirmCurrentSegmentVisible():
+            return
+        try:
+            logic = self.engineLogic()
+            context = EffectContext(self.scriptedEffect)
+            prepared = logic.prepare(context, self.spec.name, self.spec.request_parameters(self.currentValues()),
+                                     pointIjk)
+        except Exception as e:
+            slicer.util.errorDisplay(f"{self.spec.title}: {e}")
+            return
+
+        def onDone(result):
+            try:
+                logic.commit(context, result)
+            except Exception as e:
+                slicer.util.errorDisplay(f"{self.spec.title}: {e}")
+                return
+            reported = ", ".join(f"{k} {schema.format_number(v)}" for k, v in sorted(result.reported.items()))
+            self.resultLabel.text = f"Done in {result.compute_seconds:.2f} s" + (f": {reported}" if reported else "")
+
+        self.startCall(lambda report: logic.run(prepared, on_progress=report), onDone, f"{self.spec.title}: running...")
+
+    def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
+        if self.spec is None or not self.spec.needs_point(self.currentValues()):
+            return False
+        if viewWidget.className() != "qMRMLSliceWidget":
+            return False
+        if eventId != vtk.vtkCommand.LeftButtonPressEvent:
+            return False
+        if callerInteractor.GetShiftKey() or callerInteractor.GetControlKey() or callerInteractor.GetAltKey():
+            return False
+        if self.call is not None:
+            return True  # one call at a time; swallow the click
+        xy = callerInteractor.GetEventPosition()
+        segmentationNode = self.scriptedEffect.parameterSetNode().GetSegmentationNode()
+        reference = self.scriptedEffect.defaultModifierLabelmap()
+        ijk = self.xyToIjk(xy, viewWidget, reference, segmentationNode.GetParentTransformNode())
+        self.runEngineEffect(pointIjk=ijk)
+        return True

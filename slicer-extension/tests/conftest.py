@@ -1,0 +1,147 @@
+"""Fixtures of the extension's headless tests.
+
+Environment:
+- SEGKIT_BIN: the engine binary (default: target/debug/segkit of the repository). Tests
+  that need the engine skip with a message when it is missing.
+- SEGKIT_TEST_DATA: the shared test data (default: ../shared/data from the repository);
+  tests that need it skip with a message when it is absent.
+
+The session starts one engine (`segkit serve --listen 127.0.0.1:0`), reads its port from
+the line it prints, and stops it at the end. Parity results are collected with the
+`parity` fixture and printed as a table at the end of the run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+EXTENSION = Path(__file__).resolve().parents[1]
+REPO = EXTENSION.parent
+
+PARITY_ROWS: list[tuple] = []
+
+
+def segkit_binary() -> Path:
+    env = os.environ.get("SEGKIT_BIN")
+    return Path(env) if env else REPO / "target" / "debug" / "segkit"
+
+
+@pytest.fixture(scope="session")
+def segkit_bin() -> Path:
+    path = segkit_binary()
+    if not path.is_file():
+        pytest.skip(f"engine binary {path} not found: run `cargo build` or set SEGKIT_BIN")
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine(segkit_bin):
+    """A running engine for the whole session; yields its LocalEngine."""
+    from segkit_slicer.process import LocalEngine
+
+    local = LocalEngine(str(segkit_bin)).start()
+    try:
+        local.wait_ready()
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = Path(os.environ.get("SEGKIT_TEST_DATA", REPO.parent / "shared" / "data"))
+    if not d.is_dir():
+        pytest.skip(f"test data folder {d} not found (set SEGKIT_TEST_DATA)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def ct_path(data_dir) -> Path:
+    p = data_dir / "slicerio" / "slicerio" / "data" / "CTChest4.nrrd"
+    if not p.is_file():
+        pytest.skip(f"{p} not found in the test data")
+    return p
+
+
+@pytest.fixture(scope="session")
+def lung_seg_path(data_dir) -> Path:
+    p = data_dir / "slicerio" / "slicerio" / "data" / "Segmentation.seg.nrrd"
+    if not p.is_file():
+        pytest.skip(f"{p} not found in the test data")
+    return p
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _segmentation_converters():
+    """slicer-core needs the converter rules registered before AddEmptySegment."""
+    try:
+        import slicer
+    except ImportError:
+        return
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    factory.RegisterConverterRule(slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule())
+    factory.RegisterConverterRule(slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule())
+
+
+@pytest.fixture(scope="session")
+def scene_volume(ct_path):
+    """A MRML scene holding CTChest4, read as Slicer reads volumes."""
+    import slicer
+    import slicer_reference as ref
+
+    scene = slicer.vtkMRMLScene()
+    volume = ref.load_volume(scene, ct_path)
+    return scene, volume
+
+
+@pytest.fixture(scope="session")
+def expert(lung_seg_path, scene_volume):
+    """The expert labels of `Segmentation.seg.nrrd` ([k][j][i]) on CTChest4's lattice
+    (5 = right lung, 6 = left lung)."""
+    import nrrd
+
+    labels, header = nrrd.read(str(lung_seg_path), index_order="C")
+    _, volume = scene_volume
+    dims = volume.GetImageData().GetDimensions()
+    assert labels.shape == (dims[2], dims[1], dims[0]), "expert labels are not on the CT lattice"
+    offset = header.get("Segmentation_ReferenceImageExtentOffset", "0 0 0")
+    assert [int(x) for x in str(offset).split()] == [0, 0, 0]
+    return labels
+
+
+@pytest.fixture(scope="session")
+def logic(engine):
+    """An EngineLogic connected to the session's engine."""
+    from segkit_slicer.logic import EngineLogic
+
+    engine_logic = EngineLogic(engine.address)
+    yield engine_logic
+    engine_logic.close()
+
+
+@pytest.fixture(scope="session")
+def parity():
+    """Records a parity row: (case, segment, voxels in Slicer's result, voxels in the
+    engine's, voxels that differ)."""
+
+    def record(case: str, segment: str, slicer_voxels: int, engine_voxels: int, differing: int):
+        PARITY_ROWS.append((case, segment, slicer_voxels, engine_voxels, differing))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not PARITY_ROWS:
+        return
+    tr = terminalreporter
+    tr.section("parity: EngineLogic + segkit engine vs Slicer's own classes")
+    header = ("case", "segment", "Slicer voxels", "engine voxels", "differing")
+    widths = [max(len(str(r[i])) for r in PARITY_ROWS + [header]) for i in range(5)]
+    line = lambda r: "| " + " | ".join(str(v).ljust(widths[i]) for i, v in enumerate(r)) + " |"
+    tr.write_line(line(header))
+    tr.write_line("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in PARITY_ROWS:
+        tr.write_line(line(r))

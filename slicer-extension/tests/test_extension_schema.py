@@ -1,0 +1,102 @@
+"""Parameter widgets are described from the engine's schema alone: source-derived
+defaults and ranges, visibility rules, and which inputs (a click) a choice needs. A
+made-up effect shows that a new engine effect needs no Python change."""
+
+from __future__ import annotations
+
+import pytest
+
+from segkit_slicer import schema
+from segkit_slicer.proto.segkit.v1 import engine_pb2 as pb
+
+
+@pytest.fixture(scope="module")
+def effects(engine):
+    from segkit_slicer.client import EngineClient
+
+    with EngineClient(engine.address) as client:
+        return client.list_effects()
+
+
+def test_threshold_defaults_and_ranges_come_from_the_source(effects):
+    info = schema.find_effect(effects, "threshold")
+    spec = schema.effect_spec(info, source_range=(-3024.0, 3070.0), integer_source=True)
+    minimum = spec.parameter("MinimumThreshold")
+    assert minimum.kind == schema.DOUBLE
+    assert (minimum.minimum, minimum.maximum) == (-3024.0, 3070.0)
+    assert float(minimum.default) == -3024.0 + 0.25 * 6094.0   # Slicer's initial minimum
+    assert spec.parameter("MaximumThreshold").default == "3070"
+    assert minimum.step == 6.0                                  # range / 1000, whole for integers
+    # Without a source, the schema's own defaults.
+    assert schema.effect_spec(info).parameter("MaximumThreshold").default == "0"
+    assert spec.needs_source(spec.defaults()) and not spec.needs_point(spec.defaults())
+
+
+def test_visibility_follows_the_controlling_parameter(effects):
+    spec = schema.effect_spec(schema.find_effect(effects, "Threshold"), (0.0, 100.0))
+    values = spec.defaults()
+    assert not spec.parameter("AutoThresholdMethod").is_visible(values)
+    assert "AutoThresholdMethod" not in spec.request_parameters(values)
+    values["AutoThreshold"] = "1"
+    assert spec.parameter("AutoThresholdMethod").is_visible(values)
+    assert spec.request_parameters(values)["AutoThresholdMethod"] == "OTSU"
+
+
+def test_island_choices_say_when_a_click_is_needed(effects):
+    spec = schema.effect_spec(schema.find_effect(effects, "Islands"))
+    size = spec.parameter("MinimumSize")
+    assert (size.kind, size.unit, size.step, size.minimum) == (schema.INTEGER, "voxels", 1.0, 0.0)
+    assert size.default == "1000"
+    for operation, needs_point, shows_size in [
+        ("KEEP_LARGEST_ISLAND", False, True),
+        ("SPLIT_ISLANDS_TO_SEGMENTS", False, True),
+        ("KEEP_SELECTED_ISLAND", True, False),
+        ("ADD_SELECTED_ISLAND", True, False),
+    ]:
+        values = {"Operation": operation, "MinimumSize": "1000"}
+        assert spec.needs_point(values) is needs_point, operation
+        assert size.is_visible(values) is shows_size, operation
+        assert spec.needs_segments(values)
+
+
+def test_values_are_normalized_for_the_engine(effects):
+    spec = schema.effect_spec(schema.find_effect(effects, "Islands"))
+    size = spec.parameter("MinimumSize")
+    assert size.normalize("12.6") == "13"
+    assert size.normalize("-5") == "0"
+    assert size.normalize("abc") == "1000"
+    assert spec.parameter("Operation").normalize("NOPE") == "KEEP_LARGEST_ISLAND"
+    threshold = schema.effect_spec(schema.find_effect(effects, "Threshold"), (-10.0, 10.0))
+    assert threshold.parameter("MinimumThreshold").normalize("-20") == "-10"
+    assert threshold.parameter("AutoThreshold").normalize("true") == "1"
+
+
+def test_a_new_engine_effect_needs_no_python_change():
+    """Every parameter type of the contract becomes a widget spec."""
+    info = pb.EffectInfo(name="Margin", cli_name="margin", title="Margin", help="Grow or shrink.",
+                         inputs=[pb.EFFECT_INPUT_SELECTED_SEGMENT], long_running=True)
+    info.parameters.add(name="MarginSizeMm", title="Margin size", type=pb.PARAMETER_TYPE_DOUBLE,
+                        default_value="3", minimum=-50, maximum=50, unit="mm")
+    info.parameters.add(name="Iterations", type=pb.PARAMETER_TYPE_INTEGER, default_value="2", minimum=1,
+                        maximum=10)
+    info.parameters.add(name="ApplyToAllVisibleSegments", type=pb.PARAMETER_TYPE_BOOLEAN, default_value="0")
+    shape = info.parameters.add(name="Shape", type=pb.PARAMETER_TYPE_CHOICE, default_value="BALL")
+    shape.choices.add(value="BALL", title="Ball")
+    shape.choices.add(value="PICK", title="Picked", inputs=[pb.EFFECT_INPUT_POINT])
+    info.parameters.add(name="Note", type=pb.PARAMETER_TYPE_STRING, default_value="",
+                        visible_when_parameter="Shape", visible_when_values=["PICK"])
+    spec = schema.effect_spec(info)
+    kinds = [(p.name, p.kind) for p in spec.parameters]
+    assert kinds == [("MarginSizeMm", "double"), ("Iterations", "integer"),
+                     ("ApplyToAllVisibleSegments", "boolean"), ("Shape", "choice"), ("Note", "string")]
+    margin = spec.parameter("MarginSizeMm")
+    assert (margin.minimum, margin.maximum, margin.unit, margin.step, margin.decimals) == (-50, 50, "mm", 0.1, 1)
+    assert spec.long_running
+    assert not spec.needs_point(spec.defaults())
+    assert spec.needs_point({"Shape": "PICK"})
+    assert not spec.parameter("Note").is_visible(spec.defaults())
+
+
+def test_unknown_effect_names_the_known_ones(effects):
+    with pytest.raises(KeyError, match="Threshold"):
+        schema.find_effect(effects, "Paint")
