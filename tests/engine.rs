@@ -1,0 +1,509 @@
+//! The engine end to end over loopback: `serve_with_listener` on an ephemeral port, the
+//! generated tonic client, and the answers compared with the effects run directly.
+//!
+//! The mask codecs here are written from the proto's description (not `service::codec`),
+//! so a codec bug cannot hide behind itself.
+
+use ndarray::Array3;
+use segkit::effects::islands::{islands, IslandOperation, IslandsInput, IslandsParams};
+use segkit::effects::threshold::{threshold, ThresholdParams};
+use segkit::service::pb::{self, engine_client::EngineClient};
+use segkit::service::{serve_with_listener, ServeConfig};
+use segkit::volume::Geometry;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::Code;
+
+/// Voxels along i, j, k.
+const SIZE: [usize; 3] = [24, 20, 10];
+
+/// An engine serving on 127.0.0.1:PORT until `stop`.
+struct TestEngine {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), segkit::Error>>,
+}
+
+impl TestEngine {
+    async fn start(token: Option<&str>) -> TestEngine {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind an ephemeral loopback port");
+        let addr = listener.local_addr().expect("bound address");
+        let config = ServeConfig {
+            listen: addr,
+            cache_bytes: 64 << 20,
+            token: token.map(str::to_string),
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(serve_with_listener(listener, config, async {
+            let _ = rx.await;
+        }));
+        TestEngine {
+            addr,
+            shutdown: Some(tx),
+            handle,
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to the engine")
+    }
+
+    async fn client(&self) -> EngineClient<Channel> {
+        EngineClient::new(self.channel().await)
+    }
+
+    /// Signals shutdown and waits for the server to finish (at most 10 s).
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let done = tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("the engine shuts down within 10 s");
+        done.expect("the server task does not panic")
+            .expect("the server stops without an error");
+    }
+}
+
+/// A lattice whose direction is not diagonal: i -> -P, j -> L, k -> S.
+fn geometry() -> Geometry {
+    Geometry {
+        origin: [-12.5, 40.0, 7.25],
+        spacing: [0.5, 0.75, 2.0],
+        direction: [[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
+    }
+}
+
+fn geometry_pb() -> pb::Geometry {
+    let g = geometry();
+    pb::Geometry {
+        size: SIZE.iter().map(|&s| s as u32).collect(),
+        origin: g.origin.to_vec(),
+        spacing: g.spacing.to_vec(),
+        direction: g.direction.iter().flatten().copied().collect(),
+    }
+}
+
+/// A CT-like int16 volume `[k][j][i]`: blobs of "lung" (-800) in "tissue" (40) with
+/// deterministic noise, so thresholds give several islands of different sizes.
+fn ct() -> Array3<i16> {
+    let [ni, nj, nk] = SIZE;
+    let mut state: u32 = 12345;
+    Array3::from_shape_fn((nk, nj, ni), |(k, j, i)| {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let noise = ((state >> 16) % 200) as i16 - 100;
+        let left = (i as f64 - 6.0).powi(2) + (j as f64 - 9.0).powi(2) < 20.0 && k < 8;
+        let right = (i as f64 - 17.0).powi(2) + (j as f64 - 10.0).powi(2) < 12.0 && k > 2;
+        let speck = (i + 3 * j + 7 * k) % 53 == 0;
+        if left || right || speck {
+            -800 + noise
+        } else {
+            40 + noise
+        }
+    })
+}
+
+fn upload_messages(v: &Array3<i16>, chunk: usize) -> Vec<pb::UploadVolumeRequest> {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut msgs = vec![pb::UploadVolumeRequest {
+        part: Some(pb::upload_volume_request::Part::Header(pb::VolumeHeader {
+            geometry: Some(geometry_pb()),
+            scalar_type: pb::ScalarType::Int16 as i32,
+            total_bytes: bytes.len() as u64,
+            name: "ct".into(),
+        })),
+        offset: 0,
+    }];
+    for (n, c) in bytes.chunks(chunk).enumerate() {
+        msgs.push(pb::UploadVolumeRequest {
+            part: Some(pb::upload_volume_request::Part::Data(
+                bytes::Bytes::copy_from_slice(c),
+            )),
+            offset: (n * chunk) as u64,
+        });
+    }
+    msgs
+}
+
+async fn upload(client: &mut EngineClient<Channel>, v: &Array3<i16>, chunk: usize) -> String {
+    client
+        .upload_volume(tokio_stream::iter(upload_messages(v, chunk)))
+        .await
+        .expect("upload")
+        .into_inner()
+        .volume_id
+}
+
+// --- Masks as the proto describes them ---------------------------------------------------
+
+fn decode_runs(data: &[u8], n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    let (mut run, mut shift, mut value) = (0u64, 0u32, 0u8);
+    for &b in data {
+        run |= u64::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            out.extend(std::iter::repeat_n(value, run as usize));
+            value ^= 1;
+            (run, shift) = (0, 0);
+        }
+    }
+    assert_eq!(shift, 0, "runs end inside a varint");
+    assert_eq!(out.len(), n, "runs add up to the extent");
+    out
+}
+
+fn encode_runs(bits: impl Iterator<Item = bool>) -> Vec<u8> {
+    let mut runs = vec![0u64];
+    let mut current = false;
+    for b in bits {
+        if b != current {
+            runs.push(0);
+            current = b;
+        }
+        *runs.last_mut().expect("one run") += 1;
+    }
+    let mut out = Vec::new();
+    for mut r in runs {
+        loop {
+            let byte = (r & 0x7f) as u8;
+            r >>= 7;
+            if r == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    out
+}
+
+fn unpack_bits(data: &[u8], n: usize) -> Vec<u8> {
+    assert_eq!(data.len(), n.div_ceil(8), "one bit per voxel");
+    (0..n).map(|x| (data[x / 8] >> (x % 8)) & 1).collect()
+}
+
+/// A proto mask on the full lattice `[k][j][i]`.
+fn decode(m: &pb::Mask) -> Array3<u8> {
+    assert_eq!(m.geometry.as_ref(), Some(&geometry_pb()), "mask geometry");
+    let [ni, nj, nk] = SIZE;
+    let mut full = Array3::zeros((nk, nj, ni));
+    let Some(e) = &m.extent else {
+        assert!(m.data.is_empty(), "no extent, no data");
+        return full;
+    };
+    let (ci, cj, ck) = (
+        (e.i_max - e.i_min + 1) as usize,
+        (e.j_max - e.j_min + 1) as usize,
+        (e.k_max - e.k_min + 1) as usize,
+    );
+    let n = ci * cj * ck;
+    let values = match pb::MaskEncoding::try_from(m.encoding) {
+        Ok(pb::MaskEncoding::Bits) => unpack_bits(&m.data, n),
+        Ok(pb::MaskEncoding::Runs) => decode_runs(&m.data, n),
+        other => panic!("unexpected encoding {other:?}"),
+    };
+    for (x, v) in values.into_iter().enumerate() {
+        let (i, j, k) = (x % ci, (x / ci) % cj, x / (ci * cj));
+        full[[
+            k + e.k_min as usize,
+            j + e.j_min as usize,
+            i + e.i_min as usize,
+        ]] = v;
+    }
+    full
+}
+
+/// The whole lattice as the extent, RUNS-encoded.
+fn encode(mask: &Array3<u8>) -> pb::Mask {
+    let [ni, nj, nk] = SIZE;
+    pb::Mask {
+        geometry: Some(geometry_pb()),
+        extent: Some(pb::Extent {
+            i_min: 0,
+            i_max: ni as u32 - 1,
+            j_min: 0,
+            j_max: nj as u32 - 1,
+            k_min: 0,
+            k_max: nk as u32 - 1,
+        }),
+        encoding: pb::MaskEncoding::Runs as i32,
+        data: encode_runs(mask.iter().map(|&v| v != 0)).into(),
+    }
+}
+
+fn params(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn only_modifier(r: &pb::ApplyEffectResponse, mode: pb::ModificationMode) -> Array3<u8> {
+    assert_eq!(r.modifiers.len(), 1, "one modifier");
+    let m = &r.modifiers[0];
+    assert!(!m.new_segment);
+    assert_eq!(m.mode, mode as i32);
+    decode(m.mask.as_ref().expect("a mask"))
+}
+
+// --- Tests --------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threshold_and_islands_match_the_library() {
+    let engine = TestEngine::start(None).await;
+    let mut client = engine.client().await;
+    let ct = ct();
+    let id = upload(&mut client, &ct, 1000).await;
+    // The same voxels in other chunks: the same id.
+    assert_eq!(upload(&mut client, &ct, 4096).await, id);
+
+    // Threshold, in both encodings, against the library.
+    let direct = threshold(
+        ct.view(),
+        &ThresholdParams {
+            minimum_threshold: -1000.0,
+            maximum_threshold: -500.0,
+            auto: None,
+        },
+    )
+    .expect("threshold");
+    let expected = &direct.modifiers[0].mask;
+    assert!(expected.iter().any(|&v| v == 1) && expected.iter().any(|&v| v == 0));
+    let mut lung = None;
+    for encoding in [pb::MaskEncoding::Bits, pb::MaskEncoding::Runs] {
+        let r = client
+            .apply_effect(pb::ApplyEffectRequest {
+                effect: "Threshold".into(),
+                volume_id: id.clone(),
+                parameters: params(&[("MinimumThreshold", "-1000"), ("MaximumThreshold", "-500")]),
+                result_encoding: encoding as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("threshold")
+            .into_inner();
+        assert_eq!(
+            r.modifiers[0].mask.as_ref().unwrap().encoding,
+            encoding as i32
+        );
+        let got = only_modifier(&r, pb::ModificationMode::Set);
+        assert_eq!(&got, expected, "threshold in {encoding:?}");
+        assert_eq!(r.reported.get("MinimumThreshold"), Some(&-1000.0));
+        assert!(r.compute_seconds >= 0.0);
+        lung = Some(got);
+    }
+    let lung = lung.unwrap();
+
+    // Islands on the threshold result, against the library.
+    for (op, min_size) in [
+        (IslandOperation::KeepLargestIsland, 5u64),
+        (IslandOperation::RemoveSmallIslands, 3),
+    ] {
+        let direct = islands(
+            &IslandsInput::new(lung.view()),
+            &IslandsParams {
+                operation: op,
+                minimum_size: min_size,
+            },
+        )
+        .expect("islands");
+        let r = client
+            .apply_effect(pb::ApplyEffectRequest {
+                effect: "islands".into(),
+                volume_id: id.clone(),
+                segments: vec![pb::SegmentMask {
+                    id: "lung".into(),
+                    name: "Lung".into(),
+                    visible: true,
+                    mask: Some(encode(&lung)),
+                    ..Default::default()
+                }],
+                selected_segment_id: "lung".into(),
+                parameters: params(&[
+                    ("Operation", op.slicer_name()),
+                    ("MinimumSize", &min_size.to_string()),
+                ]),
+                ..Default::default()
+            })
+            .await
+            .expect("islands")
+            .into_inner();
+        let got = only_modifier(&r, pb::ModificationMode::Set);
+        assert_eq!(got, direct.modifiers[0].mask, "{}", op.slicer_name());
+        let reported: HashMap<String, f64> = direct.reported.iter().cloned().collect();
+        assert_eq!(r.reported, reported);
+        assert!(
+            reported["islands"] >= 3.0,
+            "a meaningful case: {reported:?}"
+        );
+    }
+
+    // The streaming form: progress, then the same result.
+    let mut stream = client
+        .apply_effect_stream(pb::ApplyEffectRequest {
+            effect: "Threshold".into(),
+            volume_id: id.clone(),
+            parameters: params(&[("MinimumThreshold", "-1000"), ("MaximumThreshold", "-500")]),
+            ..Default::default()
+        })
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(e) = stream.message().await.expect("event") {
+        events.push(e.event.expect("an event"));
+    }
+    assert!(matches!(
+        events.first(),
+        Some(pb::apply_effect_event::Event::Progress(_))
+    ));
+    match events.last() {
+        Some(pb::apply_effect_event::Event::Result(r)) => {
+            assert_eq!(&only_modifier(r, pb::ModificationMode::Set), expected)
+        }
+        other => panic!("the last event is not the result: {other:?}"),
+    }
+    drop(client);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_volume_is_not_found() {
+    let engine = TestEngine::start(None).await;
+    let mut client = engine.client().await;
+    let unknown = "0123456789abcdef0123456789abcdef".to_string();
+    let e = client
+        .get_volume(pb::GetVolumeRequest {
+            volume_id: unknown.clone(),
+        })
+        .await
+        .expect_err("unknown id");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    let e = client
+        .apply_effect(pb::ApplyEffectRequest {
+            effect: "Threshold".into(),
+            volume_id: unknown.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown id");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    let e = client
+        .export(pb::ExportRequest {
+            volume_id: unknown,
+            format: pb::ExportFormat::LabelNrrd as i32,
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown id");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    // Upload, and the id is then found.
+    let id = upload(&mut client, &ct(), 1 << 20).await;
+    let found = client
+        .get_volume(pb::GetVolumeRequest {
+            volume_id: id.clone(),
+        })
+        .await
+        .expect("uploaded volume")
+        .into_inner();
+    assert_eq!(found.volume_id, id);
+    assert_eq!(found.header.unwrap().geometry, Some(geometry_pb()));
+    drop(client);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_is_enforced() {
+    let engine = TestEngine::start(Some("s3cret")).await;
+    let channel = engine.channel().await;
+    for given in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Bearer s3cret2"),
+    ] {
+        let mut client =
+            EngineClient::with_interceptor(channel.clone(), move |mut req: tonic::Request<()>| {
+                if let Some(v) = given {
+                    req.metadata_mut()
+                        .insert("authorization", v.parse().expect("ascii"));
+                }
+                Ok(req)
+            });
+        let e = client
+            .get_engine_info(pb::GetEngineInfoRequest {})
+            .await
+            .expect_err("no or wrong token");
+        assert_eq!(e.code(), Code::Unauthenticated, "{given:?}: {e:?}");
+        let e = client
+            .upload_volume(tokio_stream::iter(upload_messages(&ct(), 1 << 20)))
+            .await
+            .expect_err("no or wrong token");
+        assert_eq!(e.code(), Code::Unauthenticated, "{given:?}: {e:?}");
+    }
+    let mut client =
+        EngineClient::with_interceptor(channel.clone(), |mut req: tonic::Request<()>| {
+            req.metadata_mut()
+                .insert("authorization", "Bearer s3cret".parse().expect("ascii"));
+            Ok(req)
+        });
+    let info = client
+        .get_engine_info(pb::GetEngineInfoRequest {})
+        .await
+        .expect("the right token")
+        .into_inner();
+    assert_eq!(info.api_version, "segkit.v1");
+    // Health stays open without a token.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "segkit.v1.Engine".into(),
+        })
+        .await
+        .expect("health without a token")
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    drop(client);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_completes() {
+    let engine = TestEngine::start(None).await;
+    let addr = engine.addr;
+    let mut client = engine.client().await;
+    client
+        .get_engine_info(pb::GetEngineInfoRequest {})
+        .await
+        .expect("serving");
+    // A client still connected does not keep the engine from stopping.
+    engine.stop().await;
+    let e = client
+        .get_engine_info(pb::GetEngineInfoRequest {})
+        .await
+        .expect_err("stopped");
+    assert!(
+        matches!(
+            e.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled
+        ),
+        "{e:?}"
+    );
+    // And the port is free: nothing listens there any more.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
