@@ -14,12 +14,20 @@ the line it prints, and stops it at the end. Parity results are collected with t
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 EXTENSION = Path(__file__).resolve().parents[1]
 REPO = EXTENSION.parent
+
+# The client package as Slicer installs it (next to SegkitEngine.py), and the helpers
+# here; set here, not in an ini file, so any pytest invocation (the repository's
+# pytest.ini, or `pytest slicer-extension`) finds them.
+for _path in (EXTENSION / "SegkitEngine", Path(__file__).resolve().parent):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 PARITY_ROWS: list[tuple] = []
 

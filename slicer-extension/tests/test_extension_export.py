@@ -130,3 +130,20 @@ def test_export_format_is_checked(segmented, scene_volume, logic, tmp_path):
     _, volume = scene_volume
     with pytest.raises(ValueError, match="unknown export format"):
         logic.export(segmented.seg, volume, str(tmp_path / "x.png"))
+
+
+def test_nifti_export_has_the_labels_and_the_ras_affine(segmented, scene_volume, logic, tmp_path):
+    """.nii.gz: the same labels, and an affine equal to Slicer's IJK->RAS of the CT."""
+    import nibabel
+    import vtk
+
+    _, volume = scene_volume
+    path = tmp_path / "engine.nii.gz"
+    logic.export(segmented.seg, volume, str(path), "nii.gz")
+    image = nibabel.load(str(path))
+    m = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(m)
+    ijk_to_ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    assert np.allclose(image.affine, ijk_to_ras, atol=1e-4)   # NIfTI stores float32
+    data = np.asarray(image.dataobj).transpose(2, 1, 0)      # nibabel is [i][j][k]
+    assert np.array_equal(data, expected_labels(segmented))

@@ -113,6 +113,12 @@ class VolumeCache:
                 self._by_node[source.node_key] = (source.fingerprint, digest, volume_id)
             return volume_id
 
+    def known(self, node_key: Hashable, fingerprint: Hashable) -> bool:
+        """Whether this node, unchanged since, was uploaded (no hashing)."""
+        with self._lock:
+            entry = self._by_node.get(node_key)
+            return bool(entry and entry[0] == fingerprint)
+
     def store(self, source: SourceVolume, volume_id: str) -> None:
         digest = source.digest()
         with self._lock:
@@ -410,7 +416,7 @@ class EngineClient:
         """The exported file's bytes (`request.path` must be empty). `source` gives the
         reference lattice and is uploaded when needed."""
         if request.path:
-            raise ValueError("export to bytes needs an empty request.path; use export_to_engine_path")
+            raise ValueError("export streams the file back: leave request.path empty")
 
         def run(volume_id: str) -> bytes:
             req = pb.ExportRequest()

@@ -445,10 +445,18 @@ class EngineLogic:
             if not aligned_lattice.matches(lattice) or tuple(aligned_start) != tuple(start):
                 raise ValueError("the aligned source volume is not on the reference geometry")
             node_key, fingerprint = context.source_key()
+            # A volume the engine already holds is only read again if the engine lost it
+            # (restart): a view of VTK's voxels is enough then. A new or changed one is
+            # copied, so the worker thread hashes and uploads voxels nobody changes.
+            uploaded = self.client.volumes.known(node_key, fingerprint)
             source = SourceVolume(node_key=node_key, fingerprint=fingerprint,
-                                  array=image_to_array(aligned), lattice=lattice,
+                                  array=image_to_array(aligned, copy=not uploaded), lattice=lattice,
                                   name=context.source_volume_node.GetName() or "")
 
+        # Every segment goes with any effect that reads segments, not only the selected
+        # one: operations such as Islands' ADD_SELECTED_ISLAND flood the merged labelmap
+        # of the visible segments although the schema lists only the selected segment.
+        # Masks are cropped and run-length coded, so this costs little.
         segments: List[SegmentInput] = []
         if spec.needs_segments(merged):
             seg_node = context.segmentation_node
@@ -508,6 +516,8 @@ class EngineLogic:
                 "the segmentation's reference geometry changed while the engine was working: "
                 "apply the effect again")
         selected = context.selected_segment_id
+        if context.segmentation_node.GetSegmentation().GetSegment(selected) is None:
+            raise EngineResultError(f"segment {selected!r} was removed while the engine was working")
         context.save_state_for_undo()
         changed = []
         for m in result.modifiers:
@@ -539,6 +549,8 @@ class EngineLogic:
             if self._editor_node is None or self._editor_node.GetScene() is not scene:
                 self._editor_node = slicer.vtkMRMLSegmentEditorNode()
                 self._editor_node.SetName("SegkitEngineEditor")
+                self._editor_node.SetSaveWithScene(False)
+                self._editor_node.SetHideFromEditors(True)
                 if scene is not None:
                     scene.AddNode(self._editor_node)
             segment_editor_node = self._editor_node

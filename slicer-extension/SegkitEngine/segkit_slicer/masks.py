@@ -122,7 +122,8 @@ def encode_varints(numbers: np.ndarray) -> bytes:
     groups = (v[:, None] >> shifts[None, :]) & np.uint64(0x7F)
     # Bytes a number needs: 1 + the index of its highest non-zero 7-bit group.
     nonzero = groups != 0
-    highest = np.where(nonzero.any(axis=1), _MAX_VARINT_BYTES - 1 - np.argmax(nonzero[:, ::-1], axis=1), 0)
+    last_nonzero = _MAX_VARINT_BYTES - 1 - np.argmax(nonzero[:, ::-1], axis=1)
+    highest = np.where(nonzero.any(axis=1), last_nonzero, 0)
     used = np.arange(_MAX_VARINT_BYTES)[None, :] <= highest[:, None]
     more = np.arange(_MAX_VARINT_BYTES)[None, :] < highest[:, None]
     out = groups.astype(np.uint8) | np.where(more, 0x80, 0).astype(np.uint8)
@@ -140,9 +141,10 @@ def decode_varints(data: bytes) -> np.ndarray:
     ends = np.flatnonzero(last)
     starts = np.concatenate(([0], ends[:-1] + 1))
     lengths = ends - starts + 1
-    if lengths.max() > _MAX_VARINT_BYTES or (
-        lengths.max() == _MAX_VARINT_BYTES and np.any(b[ends[lengths == _MAX_VARINT_BYTES]] > 1)
-    ):
+    # The 10th byte of a varint holds bit 63 only.
+    too_long = lengths > _MAX_VARINT_BYTES
+    overflow = (lengths == _MAX_VARINT_BYTES) & (b[ends] > 1)
+    if np.any(too_long | overflow):
         raise MaskError("run length does not fit in 64 bits")
     position = np.arange(b.size) - np.repeat(starts, lengths)
     parts = (b & 0x7F).astype(np.uint64) << (position.astype(np.uint64) * np.uint64(7))

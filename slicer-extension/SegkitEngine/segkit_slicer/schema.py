@@ -16,8 +16,8 @@ the rules here (not in the Qt class) lets them be tested without Qt:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 # Names of the proto enums, so this module does not need the generated code.
 DOUBLE, INTEGER, BOOLEAN, CHOICE, STRING = "double", "integer", "boolean", "choice", "string"
@@ -214,19 +214,3 @@ def find_effect(effects: Sequence, name: str):
             return e
     names = ", ".join(e.name for e in effects)
     raise KeyError(f"the engine has no effect {name!r}; it has: {names}")
-
-
-@dataclass
-class ParameterValues:
-    """Current values of an effect's parameters, starting from the resolved defaults."""
-
-    spec: EffectSpec
-    values: Dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self):
-        merged = self.spec.defaults()
-        merged.update(self.values)
-        self.values = merged
-
-    def visible(self) -> List[ParameterSpec]:
-        return [p for p in self.spec.parameters if p.is_visible(self.values)]

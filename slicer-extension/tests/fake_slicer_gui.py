@@ -1,0 +1,296 @@
+"""Just enough of PythonQt (`qt`, `ctk`) and of Slicer's GUI-side Python
+(`slicer.ScriptedLoadableModule`, `SegmentEditorEffects`, a scripted effect) to run the
+extension's Qt classes headless.
+
+The stand-ins record what the classes do (widgets, properties, signal connections) and
+forward the Segment Editor services (`defaultModifierLabelmap`, `sourceVolumeImageData`,
+`saveStateForUndo`, `modifySelectedSegmentByLabelmap`, `modifySegmentByLabelmap`) to a real
+`vtkSlicerSegmentEditorLogic`: in Slicer these services are that same C++ logic, so the
+effect's edits go through Slicer's own masking here too. What cannot be checked this way
+is PythonQt itself (layouts, painting), which needs a Slicer build.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Dict, List
+
+
+class Widget:
+    """A QWidget/QLayout stand-in: properties are attributes, signals are recorded."""
+
+    def __init__(self, *args, **kwargs):
+        self._slots: Dict[str, List] = {}
+        self._blocked = False
+        self.visible = True
+        self.enabled = True
+        self.text = args[0] if args and isinstance(args[0], str) else ""
+        self.children = []
+
+    def connect(self, signal, slot):
+        self._slots.setdefault(signal.split("(")[0], []).append(slot)
+
+    def emit(self, name, *args):
+        if not self._blocked:
+            for slot in self._slots.get(name, []):
+                slot(*args)
+
+    def blockSignals(self, blocked):
+        old, self._blocked = self._blocked, blocked
+        return old
+
+    def addWidget(self, widget, *args):
+        self.children.append(widget)
+
+    def addRow(self, *items):
+        self.children.extend(items)
+
+    def removeWidget(self, widget):
+        if widget in self.children:
+            self.children.remove(widget)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: None   # setToolTip, setParent, setContentsMargins...
+
+
+class ValueWidget(Widget):
+    """QSpinBox / QDoubleSpinBox / ctkSliderWidget: setting `value` emits valueChanged."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._value = 0
+        self.minimum, self.maximum = 0, 99
+
+    @property
+    def value(self):
+        return self._value
+
+    @value.setter
+    def value(self, v):
+        v = min(max(v, self.minimum), self.maximum)
+        if v != self._value:
+            self._value = v
+            self.emit("valueChanged", v)
+
+
+class IntSpinBox(ValueWidget):
+    @ValueWidget.value.setter
+    def value(self, v):
+        ValueWidget.value.fset(self, int(v))
+
+
+class CheckBox(Widget):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._checked = False
+
+    @property
+    def checked(self):
+        return self._checked
+
+    @checked.setter
+    def checked(self, v):
+        if bool(v) != self._checked:
+            self._checked = bool(v)
+            self.emit("toggled", self._checked)
+
+
+class ComboBox(Widget):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.items = []
+        self._index = -1
+
+    @property
+    def count(self):
+        return len(self.items)
+
+    def addItem(self, text, data=None):
+        self.items.append((text, data))
+        if self._index < 0:
+            self.currentIndex = 0
+
+    def clear(self):
+        self.items = []
+        self.currentIndex = -1
+
+    def findData(self, data):
+        for n, (_, d) in enumerate(self.items):
+            if d == data:
+                return n
+        return -1
+
+    def itemData(self, index, role=None):
+        return self.items[index][1] if 0 <= index < len(self.items) else None
+
+    def setItemData(self, *args):
+        pass
+
+    @property
+    def currentIndex(self):
+        return self._index
+
+    @currentIndex.setter
+    def currentIndex(self, index):
+        if index != self._index:
+            self._index = index
+            self.emit("currentIndexChanged", index)
+
+
+class Timer(Widget):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.active = False
+
+    def setInterval(self, ms):
+        self.interval = ms
+
+    def start(self):
+        self.active = True
+
+    def stop(self):
+        self.active = False
+
+    def fire(self):
+        self.emit("timeout")
+
+
+class Settings:
+    store: Dict[str, object] = {}
+
+    def value(self, key):
+        return self.store.get(key)
+
+    def setValue(self, key, value):
+        self.store[key] = value
+
+
+def make_qt_module():
+    qt = types.ModuleType("qt")
+    for name in ("QLabel", "QPushButton", "QFrame", "QFormLayout", "QHBoxLayout", "QGroupBox", "QIcon",
+                 "QLineEdit", "QVBoxLayout"):
+        setattr(qt, name, type(name, (Widget,), {}))
+    qt.QComboBox = ComboBox
+    qt.QSpinBox = IntSpinBox
+    qt.QDoubleSpinBox = ValueWidget
+    qt.QCheckBox = CheckBox
+    qt.QTimer = Timer
+    qt.QSettings = Settings
+    qt.QLineEdit.Password = 2
+    qt.Qt = types.SimpleNamespace(ToolTipRole=3)
+    return qt
+
+
+def make_ctk_module():
+    ctk = types.ModuleType("ctk")
+    ctk.ctkSliderWidget = type("ctkSliderWidget", (ValueWidget,), {})
+    return ctk
+
+
+class AbstractScriptedSegmentEditorEffect:
+    def __init__(self, scriptedEffect):
+        self.scriptedEffect = scriptedEffect
+
+    def xyToIjk(self, xy, viewWidget, image, parentTransformNode=None):
+        return viewWidget.ijk_for(xy)
+
+
+class ScriptedLoadableModuleWidget:
+    def __init__(self, parent=None):
+        self.parent = parent
+        self.layout = Widget()
+
+    def setup(self):
+        pass
+
+
+class ScriptedLoadableModuleLogic:
+    def __init__(self, parent=None):
+        pass
+
+
+class ScriptedLoadableModule:
+    def __init__(self, parent):
+        self.parent = parent
+
+
+class ScriptedEffect:
+    """A scripted effect's services over a real vtkSlicerSegmentEditorLogic."""
+
+    def __init__(self, editor_logic, segmentation_node):
+        self.logic = editor_logic
+        self.segmentation_node = segmentation_node
+        self.parameters: Dict[str, str] = {}
+        self.options: List = []
+        self.undo_states = 0
+
+    # parameters (Slicer prefixes them with the effect name; not needed here)
+    def parameter(self, name):
+        return self.parameters.get(name, "")
+
+    def parameterDefined(self, name):
+        return name in self.parameters
+
+    def setParameter(self, name, value):
+        self.parameters[name] = str(value)
+
+    def setParameterDefault(self, name, value):
+        self.parameters.setdefault(name, str(value))
+
+    def addOptionsWidget(self, widget):
+        self.options.append(widget)
+
+    def addLabeledOptionsWidget(self, label, widget):
+        self.options.append(widget)
+
+    def parameterSetNode(self):
+        return self.logic.GetSegmentEditorNode()
+
+    def defaultModifierLabelmap(self):
+        assert self.logic.ResetModifierLabelmapToDefault()
+        return self.logic.GetModifierLabelmap()
+
+    def sourceVolumeImageData(self):
+        assert self.logic.UpdateAlignedSourceVolume()
+        return self.logic.GetAlignedSourceVolume()
+
+    def saveStateForUndo(self):
+        self.undo_states += 1
+        self.logic.SaveStateForUndo()
+
+    def confirmCurrentSegmentVisible(self):
+        return True
+
+    def modifySelectedSegmentByLabelmap(self, image, mode):
+        segment_id = self.parameterSetNode().GetSelectedSegmentID()
+        self.logic.ModifySegmentByLabelmap(self.segmentation_node, segment_id, image, mode, True, False)
+
+    def modifySegmentByLabelmap(self, segmentation_node, segment_id, image, mode):
+        self.logic.ModifySegmentByLabelmap(segmentation_node, segment_id, image, mode, True, False)
+
+
+def install(monkeypatch, slicer_module):
+    """Puts the stand-ins in sys.modules and on the `slicer` module for one test."""
+    monkeypatch.setitem(sys.modules, "qt", make_qt_module())
+    monkeypatch.setitem(sys.modules, "ctk", make_ctk_module())
+    effects = types.ModuleType("SegmentEditorEffects")
+    effects.AbstractScriptedSegmentEditorEffect = AbstractScriptedSegmentEditorEffect
+    monkeypatch.setitem(sys.modules, "SegmentEditorEffects", effects)
+    slm = types.ModuleType("slicer.ScriptedLoadableModule")
+    slm.ScriptedLoadableModule = ScriptedLoadableModule
+    slm.ScriptedLoadableModuleWidget = ScriptedLoadableModuleWidget
+    slm.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
+    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", slm)
+    logic = slicer_module.vtkSlicerSegmentEditorLogic
+    monkeypatch.setattr(slicer_module, "qSlicerSegmentEditorAbstractEffect", types.SimpleNamespace(
+        ModificationModeSet=logic.ModificationModeSet, ModificationModeAdd=logic.ModificationModeAdd,
+        ModificationModeRemove=logic.ModificationModeRemove,
+        ModificationModeRemoveAll=logic.ModificationModeRemoveAll), raising=False)
+    monkeypatch.setattr(slicer_module, "app", Widget(), raising=False)
+    errors: List[str] = []
+    monkeypatch.setattr(slicer_module.util, "errorDisplay", lambda text, *a, **k: errors.append(text))
+    Settings.store = {}
+    return errors
