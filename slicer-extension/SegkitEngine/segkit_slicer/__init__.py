@@ -8,6 +8,7 @@
 - `logic`: `EngineLogic`, which runs engine effects through Slicer's own
   `ModifySegmentByLabelmap` (masking, overwrite, undo) and exports segmentations;
 - `process`: starting and stopping a local `segkit serve`;
+- `background`: a worker-thread call that the Qt side polls with a timer;
 - `dependencies`: installing grpcio inside Slicer, on demand.
 
 Submodules are imported on demand: importing this package needs nothing beyond the
