@@ -91,6 +91,7 @@
 mod assemble;
 mod csa;
 mod decode;
+mod guard;
 mod header;
 mod open;
 #[cfg(test)]

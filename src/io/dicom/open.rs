@@ -6,13 +6,14 @@
 //! (PS3.10 7.1: preamble + `DICM`, then the group 0002 elements in Explicit VR Little
 //! Endian) and read the data set with the transfer syntax it finds or guesses.
 
+use super::guard::{check_data_set, Encoding};
 use dicom::core::VR;
 use dicom::dictionary_std::{tags, uids};
 use dicom::encoding::transfer_syntax::{Endianness, TransferSyntaxIndex};
 use dicom::object::meta::FileMetaTableBuilder;
 use dicom::object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom::transfer_syntax::TransferSyntaxRegistry;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 /// What the first bytes of a file say it is.
@@ -71,6 +72,7 @@ pub(crate) struct Opened {
 /// Opens a DICOM file: strictly first, leniently when that fails (see the module docs).
 /// The error is the strict reader's message when neither works.
 pub(crate) fn open(path: &Path, extent: Extent) -> Result<Opened, String> {
+    guard_file(path, extent)?;
     let strict = match extent {
         Extent::Header => OpenFileOptions::new()
             .read_until(tags::PIXEL_DATA)
@@ -96,6 +98,36 @@ pub(crate) fn open(path: &Path, extent: Extent) -> Result<Opened, String> {
     }
 }
 
+/// Largest file head read to find the transfer syntax for [`guard_file`].
+const META_READ_LIMIT: u64 = 1 << 20;
+
+/// Checks every declared length of a PS3.10 file against its size (see [`super::guard`])
+/// before `dicom-object` reads it; bare data sets are checked on the lenient path.
+fn guard_file(path: &Path, extent: Extent) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut head = Vec::new();
+    (&file)
+        .take(META_READ_LIMIT)
+        .read_to_end(&mut head)
+        .map_err(|e| e.to_string())?;
+    let start = if head.len() >= 132 && &head[128..132] == b"DICM" {
+        132
+    } else if head.starts_with(b"DICM") {
+        4
+    } else {
+        return Ok(());
+    };
+    let (data_start, ts) = skip_meta_group(&head, start);
+    let Some(encoding) = ts.as_deref().and_then(Encoding::of) else {
+        return Ok(());
+    };
+    let mut r = std::io::BufReader::new(file);
+    r.seek(std::io::SeekFrom::Start(data_start as u64))
+        .map_err(|e| e.to_string())?;
+    check_data_set(&mut r, size, encoding, extent == Extent::Header)
+}
+
 /// The lenient path: `None` when the bytes do not look like DICOM at all.
 fn open_lenient(bytes: &[u8]) -> Option<Result<Opened, String>> {
     let mut notes = Vec::new();
@@ -119,7 +151,7 @@ fn open_lenient(bytes: &[u8]) -> Option<Result<Opened, String>> {
         }
     };
     let data = &bytes[start..];
-    let ts_uid = match meta_ts.filter(|uid| TransferSyntaxRegistry.get(uid).is_some()) {
+    let ts_uid: String = match meta_ts.filter(|uid| TransferSyntaxRegistry.get(uid).is_some()) {
         Some(uid) => uid,
         None => {
             let guessed = guess_transfer_syntax(data);
@@ -133,6 +165,12 @@ fn open_lenient(bytes: &[u8]) -> Option<Result<Opened, String>> {
     let Some(ts) = TransferSyntaxRegistry.get(&ts_uid) else {
         return Some(Err(format!("unknown transfer syntax {ts_uid}")));
     };
+    if let Some(encoding) = Encoding::of(&ts_uid) {
+        let mut cursor = std::io::Cursor::new(data);
+        if let Err(e) = check_data_set(&mut cursor, data.len() as u64, encoding, false) {
+            return Some(Err(e));
+        }
+    }
     let obj = match InMemDicomObject::read_dataset_with_ts(data, ts) {
         Ok(obj) => obj,
         Err(e) => return Some(Err(error_chain(&e))),
