@@ -731,6 +731,29 @@ fn decode_encapsulated(
     path: &Path,
 ) -> Result<Vec<u8>> {
     let name = super::transfer_syntax_name(ts);
+    let first = match decode_frame(obj, frame) {
+        Ok(bytes) => return Ok(bytes),
+        Err(e) => e,
+    };
+    // Some JPEG-LS encoders pad a stream to even length with a 0x00 *before* the EOI
+    // marker (WG04 MR1_JLSL); CharLS 2.4 refuses that, older CharLS (GDCM) accepts it.
+    // Retry once without that byte.
+    if matches!(ts, "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81") {
+        if let Some(fixed) = without_padding_before_eoi(obj) {
+            if let Ok(bytes) = decode_frame(&fixed, frame) {
+                return Ok(bytes);
+            }
+        }
+    }
+    Err(Error::format(
+        path,
+        "DICOM",
+        format!("cannot decode frame {frame} of the pixel data ({name}, {ts}): {first}"),
+    ))
+}
+
+/// One frame through `dicom-pixeldata`.
+fn decode_frame(obj: &DefaultDicomObject, frame: u32) -> std::result::Result<Vec<u8>, String> {
     // jpeg2k/openjp2 (a C-to-Rust translation) and jpeg-decoder may panic on malformed
     // code streams instead of returning an error; contain that to this one call so a bad
     // file becomes an error naming it rather than a crash.
@@ -740,20 +763,38 @@ fn decode_encapsulated(
     }));
     match result {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => Err(Error::format(
-            path,
-            "DICOM",
-            format!(
-                "cannot decode frame {frame} of the pixel data ({name}, {ts}): {}",
-                open::error_chain(&e)
-            ),
-        )),
-        Err(_) => Err(Error::format(
-            path,
-            "DICOM",
-            format!("the {name} decoder failed on frame {frame} ({ts}): malformed pixel data"),
-        )),
+        Ok(Err(e)) => Err(open::error_chain(&e)),
+        Err(_) => Err("the decoder failed on malformed pixel data".to_string()),
     }
+}
+
+/// A copy of a single-frame object whose fragments are joined into one, without a 0x00
+/// byte right before the final EOI marker; `None` when there is no such byte.
+fn without_padding_before_eoi(obj: &DefaultDicomObject) -> Option<DefaultDicomObject> {
+    use dicom::core::value::PixelFragmentSequence;
+    use dicom::core::{DataElement, VR};
+    let frames = obj
+        .get(tags::NUMBER_OF_FRAMES)
+        .and_then(|e| e.to_int::<i64>().ok())
+        .unwrap_or(1);
+    if frames != 1 {
+        return None;
+    }
+    let fragments = obj.get(tags::PIXEL_DATA)?.value().fragments()?;
+    let mut stream: Vec<u8> = fragments.iter().flatten().copied().collect();
+    // The last EOI (FF D9), ignoring padding after it.
+    let eoi = stream.windows(2).rposition(|w| w == [0xFF, 0xD9])?;
+    if eoi < 2 || stream[eoi - 1] != 0x00 || stream[eoi - 2] == 0xFF {
+        return None;
+    }
+    stream.remove(eoi - 1);
+    let mut fixed = obj.clone();
+    fixed.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        DicomValue::PixelSequence(PixelFragmentSequence::new(Vec::<u32>::new(), vec![stream])),
+    ));
+    Some(fixed)
 }
 
 #[cfg(test)]
