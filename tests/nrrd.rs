@@ -755,3 +755,160 @@ fn nrrd_type_helpers_match_volumes() {
     assert_eq!(n.header.data_type, DataType::F32);
     assert_eq!(n.data.len(), 8);
 }
+
+/// Measures gzip levels on a real CT (run with `--ignored --nocapture`); the result chose
+/// `DEFAULT_GZIP_LEVEL`.
+#[test]
+#[ignore]
+fn measure_gzip_levels() {
+    let p = require_data!("lung_pet_ct_dx/Lung_Dx-A0002");
+    let ct = match segkit::io::open(&p).unwrap() {
+        segkit::io::Dataset::Volume(v) => v,
+        _ => panic!("not a volume"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ct.nrrd");
+    for level in [1, 2, 3, 4, 6, 9] {
+        let t = std::time::Instant::now();
+        let o = WriteOptions::new().compression_level(level);
+        nrrd::write_volume_with_options(&out, &ct, &o).unwrap();
+        let write = t.elapsed();
+        let t = std::time::Instant::now();
+        nrrd::read_volume(&out).unwrap();
+        let size = std::fs::metadata(&out).unwrap().len();
+        eprintln!(
+            "level {level}: write {write:?}, read {:?}, {size} bytes ({:.2}x)",
+            t.elapsed(),
+            ct.to_le_bytes().len() as f64 / size as f64
+        );
+    }
+}
+
+/// Writes the files `tests/python/test_nrrd.py` gives to other readers (pynrrd, SimpleITK,
+/// Teem, slicer-core): volumes, label maps and segmentations in every encoding, attached and
+/// detached, with their truth as raw little-endian arrays and a `manifest.json`. Run by the
+/// Python tests with `SEGKIT_NRRD_FIXTURES=<dir>`; skipped without it.
+#[test]
+#[ignore]
+fn write_interop_fixtures() {
+    let Some(dir) = std::env::var_os("SEGKIT_NRRD_FIXTURES").map(PathBuf::from) else {
+        eprintln!("SKIP: set SEGKIT_NRRD_FIXTURES to a folder");
+        return;
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    let size = [5usize, 4, 3];
+    let n = size.iter().product::<usize>();
+    let index = |x: usize| (x % 5, x / 5 % 4, x / 20);
+    let oblique = Geometry::from_axes(
+        [12.5, -30.25, 7.0],
+        [0.7, 0.9, 2.5],
+        rotation(0.3, -0.2, 0.1),
+    );
+    let ras_like = Geometry::from_axes(
+        [-100.0, 80.5, -3.0],
+        [1.25, 1.25, 3.0],
+        [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
+    );
+    let shape = (size[2], size[1], size[0]);
+    let i16s: Vec<i16> = (0..n)
+        .map(|x| {
+            let (i, j, k) = index(x);
+            ((i * 7 + j * 13 + k * 31) % 200) as i16 * 150 - 15000
+        })
+        .collect();
+    let f32s: Vec<f32> = (0..n)
+        .map(|x| (x as f32 * 0.37).sin() * 1000.0 - 0.125)
+        .collect();
+    let labels: Vec<u16> = (0..n).map(|x| ((x * 7) % 4) as u16).collect();
+    let layer1: Vec<u16> = (0..n).map(|x| u16::from(index(x).0 >= 3)).collect();
+    let vol_i16 = AnyVolume::I16(Volume::new(
+        ndarray::Array3::from_shape_vec(shape, i16s.clone()).unwrap(),
+        oblique,
+    ));
+    let vol_f32 = AnyVolume::F32(Volume::new(
+        ndarray::Array3::from_shape_vec(shape, f32s.clone()).unwrap(),
+        ras_like,
+    ));
+    let labelmap: Labelmap = Volume::new(
+        ndarray::Array3::from_shape_vec(shape, labels.clone()).unwrap(),
+        oblique,
+    );
+    let mut lung = Segment::new("Segment_1", "right lung", 1, 0);
+    lung.color = [0.0862745, 0.772549, 0.278431];
+    lung.color_auto_generated = false;
+    lung.tags = vec![("Segmentation.Status".into(), "inprogress".into())];
+    let mut other = Segment::new("Segment_2", "Gefäß, \"quoted\"", 2, 0);
+    other.color = [0.25, 0.5, 1.0];
+    let mut sphere = Segment::new("sphere", "overlapping sphere", 1, 1);
+    sphere.color = [0.862745, 0.960784, 0.0784314];
+    let mut unused = Segment::new("Segment_3", "third", 3, 0);
+    unused.color = [1.0, 0.0, 0.0];
+    let seg = Segmentation {
+        geometry: oblique,
+        layers: vec![
+            ndarray::Array3::from_shape_vec(shape, labels.clone()).unwrap(),
+            ndarray::Array3::from_shape_vec(shape, layer1.clone()).unwrap(),
+        ],
+        segments: vec![lung, other, unused, sphere],
+        extent_offset: [0, 0, 0],
+        extra_fields: vec![],
+    };
+    let le = |bytes: Vec<u8>, name: &str| std::fs::write(dir.join(name), bytes).unwrap();
+    le(
+        i16s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        "vol_i16.bin",
+    );
+    le(
+        f32s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        "vol_f32.bin",
+    );
+    le(
+        labels.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        "labels.bin",
+    );
+    le(
+        layer1.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        "layer1.bin",
+    );
+    let geometry = |g: &Geometry| {
+        serde_json::json!({
+            "origin": g.origin,
+            "steps": [g.step(0), g.step(1), g.step(2)],
+        })
+    };
+    let mut files = Vec::new();
+    for enc in ENCODINGS {
+        for detached in [false, true] {
+            let ext = if detached { "nhdr" } else { "nrrd" };
+            let tag = format!("{}{}", enc.name(), if detached { "_detached" } else { "" });
+            let options = WriteOptions::new().encoding(enc).detached(detached);
+            let name = format!("vol_i16_{tag}.{ext}");
+            nrrd::write_volume_with_options(&dir.join(&name), &vol_i16, &options).unwrap();
+            files.push(serde_json::json!({"file": name, "kind": "volume", "truth": "vol_i16.bin",
+                "dtype": "int16", "encoding": enc.name(), "detached": detached, "geometry": geometry(&oblique)}));
+            let name = format!("vol_f32_{tag}.{ext}");
+            nrrd::write_volume_with_options(&dir.join(&name), &vol_f32, &options).unwrap();
+            files.push(serde_json::json!({"file": name, "kind": "volume", "truth": "vol_f32.bin",
+                "dtype": "float32", "encoding": enc.name(), "detached": detached, "geometry": geometry(&ras_like)}));
+            let name = format!("labels_{tag}-label.{ext}");
+            nrrd::write_labelmap_with_options(&dir.join(&name), &labelmap, &options).unwrap();
+            files.push(serde_json::json!({"file": name, "kind": "labelmap", "truth": "labels.bin",
+                "dtype": "int16", "encoding": enc.name(), "detached": detached, "geometry": geometry(&oblique)}));
+            let name = format!("seg_{tag}.seg.{ext}");
+            nrrd::write_segmentation_with_options(&dir.join(&name), &seg, &options).unwrap();
+            let segments: Vec<_> = seg
+                .segments
+                .iter()
+                .map(|s| {
+                    serde_json::json!({"id": s.id, "name": s.name, "label": s.label_value,
+                    "layer": s.layer, "color": s.color})
+                })
+                .collect();
+            files.push(serde_json::json!({"file": name, "kind": "segmentation",
+                "truth": ["labels.bin", "layer1.bin"], "dtype": "uint8", "encoding": enc.name(),
+                "detached": detached, "geometry": geometry(&oblique), "segments": segments}));
+        }
+    }
+    let manifest = serde_json::json!({"size_ijk": size, "files": files});
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+}
