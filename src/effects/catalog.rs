@@ -222,7 +222,12 @@ fn islands_spec() -> EffectSpec {
         value: o.slicer_name(),
         title,
         help,
-        inputs: if point { vec![Input::Point] } else { vec![] },
+        inputs: match o {
+            // Floods the merged label map of the visible segments.
+            IslandOperation::AddSelectedIsland => vec![Input::Point, Input::VisibleSegments],
+            _ if point => vec![Input::Point],
+            _ => vec![],
+        },
     };
     let operations = vec![
         op(
@@ -335,14 +340,27 @@ pub fn run(spec: &EffectSpec, request: &EffectRequest) -> Result<EffectOutput, E
             let source = request
                 .source
                 .ok_or_else(|| missing(spec, "a source volume"))?;
-            let range = with_volume!(source, v => value_range(v.data.view()));
-            let (lo, hi) = range.unwrap_or((0.0, 0.0));
-            let initial = ThresholdParams::initial(lo, hi);
+            // The source's range is needed only for a bound left to its default.
+            let initial = || {
+                let (lo, hi) =
+                    with_volume!(source, v => value_range(v.data.view())).unwrap_or((0.0, 0.0));
+                ThresholdParams::initial(lo, hi)
+            };
+            let minimum = params.double("MinimumThreshold")?;
+            let maximum = params.double("MaximumThreshold")?;
+            let (minimum_threshold, maximum_threshold) = match (minimum, maximum) {
+                (Some(lo), Some(hi)) => (lo, hi),
+                (lo, hi) => {
+                    let i = initial();
+                    (
+                        lo.unwrap_or(i.minimum_threshold),
+                        hi.unwrap_or(i.maximum_threshold),
+                    )
+                }
+            };
             let p = ThresholdParams {
-                minimum_threshold: params
-                    .double_or("MinimumThreshold", initial.minimum_threshold)?,
-                maximum_threshold: params
-                    .double_or("MaximumThreshold", initial.maximum_threshold)?,
+                minimum_threshold,
+                maximum_threshold,
                 auto: if params.boolean("AutoThreshold")? {
                     let method = params.choice("AutoThresholdMethod")?;
                     let mode = params.choice("AutoThresholdMode")?;
@@ -498,11 +516,9 @@ impl<'a> Params<'a> {
             })
     }
 
-    fn double_or(&self, name: &str, fallback: f64) -> Result<f64, EffectError> {
-        match self.raw(name) {
-            Some(v) => parse_f64(name, v),
-            None => Ok(fallback),
-        }
+    /// The value, or `None` when the request leaves it to its default.
+    fn double(&self, name: &str) -> Result<Option<f64>, EffectError> {
+        self.raw(name).map(|v| parse_f64(name, v)).transpose()
     }
 
     fn integer(&self, name: &str) -> Result<i64, EffectError> {

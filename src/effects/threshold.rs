@@ -132,10 +132,7 @@ pub fn threshold<T: Scalar>(
         }
     }
     let (tlo, thi) = (to_voxel_type::<T>(lo), to_voxel_type::<T>(hi));
-    let mut mask = ndarray::Array3::<u8>::zeros(source.dim());
-    Zip::from(&mut mask)
-        .and(&source)
-        .par_for_each(|m, v| *m = u8::from(*v >= tlo && *v <= thi));
+    let mask = Zip::from(&source).par_map_collect(|v| u8::from(*v >= tlo && *v <= thi));
     Ok(EffectOutput {
         modifiers: vec![Modifier {
             target: Target::Selected,

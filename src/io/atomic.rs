@@ -17,7 +17,8 @@ where
 {
     let tmp = temp_path(path);
     let result = (|| {
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        // Name the target in errors: the temporary file is an implementation detail.
+        let file = File::create(&tmp).map_err(|e| Error::io(path, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         fill(&mut w)?;
         let file = w

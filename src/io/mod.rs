@@ -6,6 +6,7 @@
 
 mod atomic;
 pub mod dicom;
+pub mod gzip;
 pub mod nifti;
 pub mod nrrd;
 
@@ -200,7 +201,7 @@ pub fn select_series<'s>(
                 .first()
                 .map(|(p, why)| format!(" (e.g. {}: {why})", p.display()))
                 .unwrap_or_default();
-            Err(Error::NotFound(format!(
+            Err(Error::InvalidArgument(format!(
                 "{}: no DICOM image series found{why}",
                 path.display()
             )))

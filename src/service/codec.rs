@@ -223,7 +223,8 @@ pub fn mask_from_pb(
 }
 
 /// Encodes a 0/1 (any non-zero = 1) mask on the lattice `(size, geometry)`, cropped to the
-/// bounding box of its voxels.
+/// bounding box of its voxels. The box and the runs are found slice by slice in parallel,
+/// scanning contiguous rows.
 pub fn mask_to_pb(
     mask: ArrayView3<u8>,
     geometry: &Geometry,
@@ -237,16 +238,16 @@ pub fn mask_to_pb(
         encoding: encoding as i32,
         data: Default::default(),
     };
-    let Some(b) = crate::effects::islands::nonzero_box(mask, 0) else {
+    let mask = mask.as_standard_layout();
+    let Some(b) = bounding_box(mask.view()) else {
         return out;
     };
     let cropped = mask.slice(s![b[0].0..b[0].1, b[1].0..b[1].1, b[2].0..b[2].1]);
-    let bits = cropped.iter().map(|&v| v != 0);
     out.data = match encoding {
-        pb::MaskEncoding::Bits => pack_bits(bits),
+        pb::MaskEncoding::Bits => pack_bits(cropped.iter().map(|&v| v != 0)),
         _ => {
             out.encoding = pb::MaskEncoding::Runs as i32;
-            encode_runs(bits)
+            encode_runs_parallel(cropped)
         }
     }
     .into();
@@ -258,6 +259,102 @@ pub fn mask_to_pb(
         k_min: b[0].0 as u32,
         k_max: (b[0].1 - 1) as u32,
     });
+    out
+}
+
+/// Half-open `[lo, hi)` ranges along k, j, i of the non-zero voxels; `None` if none.
+fn bounding_box(mask: ArrayView3<u8>) -> Option<[(usize, usize); 3]> {
+    use rayon::prelude::*;
+    type Box3 = Option<[(usize, usize); 3]>;
+    let merge = |a: Box3, b: Box3| match (a, b) {
+        (None, x) | (x, None) => x,
+        (Some(a), Some(b)) => Some([0, 1, 2].map(|d| (a[d].0.min(b[d].0), a[d].1.max(b[d].1)))),
+    };
+    let slices: Vec<_> = mask.outer_iter().enumerate().collect();
+    slices
+        .into_par_iter()
+        .map(|(k, slice)| {
+            let mut bbox: Box3 = None;
+            for (j, row) in slice.outer_iter().enumerate() {
+                let row = row.to_slice().unwrap_or(&[]);
+                let Some(first) = row.iter().position(|&v| v != 0) else {
+                    continue;
+                };
+                let last = row.iter().rposition(|&v| v != 0).unwrap_or(first);
+                bbox = merge(bbox, Some([(k, k + 1), (j, j + 1), (first, last + 1)]));
+            }
+            bbox
+        })
+        .reduce(|| None, merge)
+}
+
+/// [`encode_runs`] of a (cropped) mask, slices in parallel: each slice's runs are found
+/// on its own, then joined where a run crosses from one slice into the next.
+fn encode_runs_parallel(cropped: ArrayView3<u8>) -> Vec<u8> {
+    use rayon::prelude::*;
+    let slices: Vec<_> = cropped.outer_iter().collect();
+    // Each slice: the value of its first voxel and its run lengths.
+    let parts: Vec<(bool, Vec<u64>)> = slices
+        .into_par_iter()
+        .map(|slice| {
+            let mut runs = Vec::new();
+            let mut first = None;
+            let mut current = false;
+            let mut run = 0u64;
+            for row in slice.outer_iter() {
+                let owned;
+                let mut rest: &[u8] = match row.to_slice() {
+                    Some(r) => r,
+                    None => {
+                        owned = row.to_vec();
+                        &owned
+                    }
+                };
+                if first.is_none() && !rest.is_empty() {
+                    current = rest[0] != 0;
+                    first = Some(current);
+                }
+                while !rest.is_empty() {
+                    let n = if current {
+                        rest.iter().position(|&v| v == 0)
+                    } else {
+                        rest.iter().position(|&v| v != 0)
+                    }
+                    .unwrap_or(rest.len());
+                    run += n as u64;
+                    rest = &rest[n..];
+                    if !rest.is_empty() {
+                        runs.push(run);
+                        current = !current;
+                        run = 0;
+                    }
+                }
+            }
+            runs.push(run);
+            (first.unwrap_or(false), runs)
+        })
+        .collect();
+    // Join: the stream starts with a 0-run; a slice continues the previous run when it
+    // starts with the value the previous slice ended with.
+    let mut out = Vec::new();
+    let mut current = false;
+    let mut pending = 0u64;
+    for (start, runs) in parts {
+        let mut value = start;
+        for (n, run) in runs.into_iter().enumerate() {
+            if n > 0 {
+                value = !value;
+            }
+            if value == current {
+                pending += run;
+            } else {
+                put_varint(&mut out, pending);
+                current = value;
+                pending = run;
+            }
+        }
+    }
+    put_varint(&mut out, pending);
     out
 }
 
@@ -387,6 +484,21 @@ mod tests {
         let p = mask_to_pb(empty.view(), &g, pb::MaskEncoding::Runs);
         assert!(p.extent.is_none());
         assert_eq!(mask_from_pb(&p, size, &g, "mask").unwrap(), empty);
+    }
+
+    #[test]
+    fn parallel_runs_equal_the_plain_encoding() {
+        let mut x: u32 = 7;
+        for shape in [(1, 1, 1), (3, 4, 5), (7, 1, 9), (4, 6, 3)] {
+            for density in [0u32, 3, 8, 13, 16] {
+                let m = Array3::from_shape_fn(shape, |_| {
+                    x = x.wrapping_mul(1103515245).wrapping_add(12345);
+                    u8::from((x >> 27) < density)
+                });
+                let plain = encode_runs(m.iter().map(|&v| v != 0));
+                assert_eq!(encode_runs_parallel(m.view()), plain, "{shape:?} {density}");
+            }
+        }
     }
 
     #[test]

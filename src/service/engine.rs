@@ -233,9 +233,12 @@ impl pb::engine_server::Engine for EngineService {
         &self,
         request: Request<pb::ApplyEffectRequest>,
     ) -> Result<Response<Self::ApplyEffectStreamStream>, Status> {
-        let prepared = self.prepare(request.into_inner())?;
+        let this = self.clone();
+        let req = request.into_inner();
+        let prepared = blocking(move || this.prepare(req)).await?;
         // A bounded channel: when the client goes away, sending fails and the work's
-        // result is dropped.
+        // result is dropped. (Threshold and Islands take well under a second, so their
+        // work is not interrupted; long effects will poll a cancel flag.)
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_CAPACITY);
         let effect = prepared.spec.name;
         tokio::spawn(async move {
@@ -679,21 +682,31 @@ fn export(
         pb::ExportFormat::NiftiGz => ".nii.gz",
         pb::ExportFormat::Unspecified => unreachable!("checked by the caller"),
     };
+    let labels = labelmap_by_value(&segmentation);
     let write = |path: &Path| -> Result<(), Error> {
         match format {
             pb::ExportFormat::SegNrrd => io::nrrd::write_segmentation(path, &segmentation),
-            pb::ExportFormat::LabelNrrd => {
-                io::nrrd::write_labelmap(path, &segmentation.to_labelmap())
-            }
-            _ => io::write(
-                path,
-                Dataset::Volume(labelmap_as_short(&segmentation)),
-                path,
-            ),
+            pb::ExportFormat::LabelNrrd => io::nrrd::write_labelmap(path, &labels),
+            _ => io::write(path, Dataset::Volume(as_short(labels.clone())), path),
         }
     };
     if !req.path.is_empty() {
         let path = PathBuf::from(&req.path);
+        if !path.is_absolute() {
+            return Err(Status::invalid_argument(format!(
+                "export: path {} is relative; give an absolute path on the engine's machine",
+                path.display()
+            )));
+        }
+        match path.parent() {
+            Some(dir) if dir.is_dir() => {}
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "export: the folder of {} does not exist on the engine's machine",
+                    path.display()
+                )))
+            }
+        }
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_ascii_lowercase())
@@ -715,9 +728,25 @@ fn export(
     Ok(Exported::Bytes(bytes))
 }
 
+/// The segments flattened with their own label values (by default their position + 1, as
+/// Slicer's export numbers them); where segments overlap the later one wins.
+fn labelmap_by_value(s: &Segmentation) -> crate::volume::Labelmap {
+    let [ni, nj, nk] = s.size_ijk();
+    let mut out = Array3::<u16>::zeros((nk, nj, ni));
+    for seg in &s.segments {
+        if let Some(layer) = s.layers.get(seg.layer) {
+            ndarray::Zip::from(&mut out).and(layer).for_each(|o, &v| {
+                if v == seg.label_value {
+                    *o = seg.label_value;
+                }
+            });
+        }
+    }
+    crate::volume::Volume::new(out, s.geometry)
+}
+
 /// A label map as Slicer exports it: `short` voxels when the labels fit.
-fn labelmap_as_short(s: &Segmentation) -> AnyVolume {
-    let lm = s.to_labelmap();
+fn as_short(lm: crate::volume::Labelmap) -> AnyVolume {
     if lm.data.iter().all(|&v| v <= i16::MAX as u16) {
         AnyVolume::I16(crate::volume::Volume::new(
             lm.data.mapv(|v| v as i16),

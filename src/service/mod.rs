@@ -143,8 +143,9 @@ pub async fn serve_with_listener(
     let engine = EngineServer::new(engine)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(usize::MAX)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+        // Requests may be gzip-compressed. Answers are not: masks are already run-length
+        // coded, and gzip would cost engine time for little gain.
+        .accept_compressed(CompressionEncoding::Gzip);
     let engine = tonic::service::interceptor::InterceptedService::new(engine, check.clone());
     let reflection = tonic::service::interceptor::InterceptedService::new(reflection, check);
 

@@ -207,14 +207,6 @@ def test_export_to_a_path(stub, pb, shared_fs, volume, segments, masks, expected
 def test_export_keeps_label_values(stub, pb, info, request, volume, masks, tmp_path, fmt):
     """A segment's label_value (when not 0) is its label in the exported label map and its
     LabelValue in a .seg.nrrd; the others keep their position + 1."""
-    if info.name == "segkit" and fmt != "SEG_NRRD":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="segkit bug: label maps renumber segments by position and ignore "
-                "SegmentMask.label_value (Segmentation::to_labelmap in Export)",
-            )
-        )
     segs = [
         cl.segment(pb, "liver", masks["liver"], LATTICE, name="Liver"),
         cl.segment(pb, "spleen", masks["spleen"], LATTICE, name="Spleen", color=SPLEEN_COLOR, label_value=5),
