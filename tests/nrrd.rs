@@ -644,7 +644,11 @@ const ENCODINGS: [Encoding; 5] = [
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    // 96 cases by default; `PROPTEST_CASES=5000` for a longer hunt.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(96),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn write_then_read_gives_the_same_volume(
@@ -683,6 +687,56 @@ proptest! {
         let mut h = n.header.clone();
         h.data_file = None;
         prop_assert_eq!(m.header, h);
+    }
+
+    #[test]
+    fn segmentations_round_trip(
+        layers in 1usize..4,
+        size in [1usize..5, 1usize..5, 1usize..5],
+        seeds in prop::collection::vec(0u16..6, 1..32),
+        wide in any::<bool>(),
+        offset in [-5i64..5, -5i64..5, -5i64..5],
+        enc in 0usize..5,
+    ) {
+        let n = size.iter().product::<usize>();
+        let scale = if wide { 100 } else { 1 };
+        let shape = (size[2], size[1], size[0]);
+        let arrays: Vec<ndarray::Array3<u16>> = (0..layers)
+            .map(|l| {
+                let v = (0..n).map(|x| seeds[(x + l * 7) % seeds.len()] * scale).collect();
+                ndarray::Array3::from_shape_vec(shape, v).unwrap()
+            })
+            .collect();
+        let mut segments = Vec::new();
+        for (l, a) in arrays.iter().enumerate() {
+            let mut labels: Vec<u16> = a.iter().copied().filter(|&v| v != 0).collect();
+            labels.sort_unstable();
+            labels.dedup();
+            for v in labels {
+                let mut s = Segment::new(format!("s{l}_{v}"), format!("name {l}/{v}"), v, l);
+                s.tags = vec![("k".into(), format!("v:{v}"))];
+                segments.push(s);
+            }
+        }
+        let g = Geometry::from_axes([1.0, -2.0, 3.5], [0.5, 0.75, 2.0], rotation(0.1, 0.2, 0.3));
+        let seg = Segmentation {
+            geometry: g,
+            layers: arrays,
+            segments,
+            extent_offset: offset,
+            extra_fields: vec![("Segmentation_MasterRepresentation".into(), "Binary labelmap".into())],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.seg.nrrd");
+        nrrd::write_segmentation_with_options(&p, &seg, &WriteOptions::new().encoding(ENCODINGS[enc])).unwrap();
+        let back = nrrd::read_segmentation(&p).unwrap();
+        prop_assert_eq!(&back.layers, &seg.layers);
+        prop_assert_eq!(&back.segments, &seg.segments);
+        prop_assert_eq!(back.extent_offset, seg.extent_offset);
+        assert_same_geometry(&back.geometry, &seg.geometry);
+        let h = nrrd::read_header(&p).unwrap();
+        let max = seg.layers.iter().flat_map(|a| a.iter().copied()).max().unwrap_or(0);
+        prop_assert_eq!(h.data_type, if max > 255 { DataType::U16 } else { DataType::U8 });
     }
 
     #[test]

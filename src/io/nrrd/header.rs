@@ -954,6 +954,18 @@ enum Line {
     Garbage,
 }
 
+/// Why `key` cannot be written as `key:=value` and read back as the same key, if it cannot:
+/// an empty key, a key starting with `#` (a comment), or one whose line would read as a
+/// field (`type: x`) or split elsewhere (`a:=b`).
+pub(crate) fn key_problem(key: &str) -> Option<String> {
+    let escaped = escape(key);
+    let ok = !key.is_empty()
+        && !key.starts_with('#')
+        && !key.trim().is_empty()
+        && matches!(classify(&format!("{escaped}:=v")), Line::KeyValue(k, _) if k == escaped);
+    (!ok).then(|| format!("key '{}' cannot be written as 'key:=value'", shorten(key)))
+}
+
 fn classify(line: &str) -> Line {
     let field_split = line
         .find(": ")
@@ -1899,6 +1911,16 @@ mod tests {
             "NRRD0004\ntype: uchar\ndimension: 1\nsizes: 3\nencoding: ascii\nbyte skip: -1\n",
             "cannot be used with ascii",
         );
+    }
+
+    #[test]
+    fn keys_that_would_read_back_differently_are_caught() {
+        assert!(key_problem("DWMRI_b-value").is_none());
+        assert!(key_problem("a b: c").is_none());
+        for bad in ["", " ", "#note", "a:=b", "type: x", "sizes"] {
+            let looks_like_field = bad == "sizes";
+            assert_eq!(key_problem(bad).is_some(), !looks_like_field, "{bad:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Two layers:
 //! - a general one for any dimension and type: [`read`] gives a [`Nrrd`] (a [`Header`]
 //!   that keeps every field and `key:=value` pair, and [`NrrdData`] in file order, first
-//!   axis fastest), and [`write`] writes one back with [`WriteOptions`];
+//!   axis fastest), and [`write()`] writes one back with [`WriteOptions`];
 //! - volumes and segmentations on top of it: [`read_volume`], [`write_volume`],
 //!   [`write_labelmap`], [`read_segmentation`], [`write_segmentation`]. A 3-D NRRD's
 //!   first axis is `i`, so its samples are already an `[k][j][i]` array: nothing is

@@ -38,7 +38,7 @@ const FMT: &str = "NRRD";
 /// in any encoding the spec defines.
 ///
 /// The header is kept as written (space, kinds, measurement frame, `key:=value` pairs), so
-/// a [`write`](super::write) of the result round-trips everything but comments and the
+/// a [`write()`](super::write()) of the result round-trips everything but comments and the
 /// storage details (`encoding`, `line skip`, ...).
 pub fn read(path: &Path) -> Result<Nrrd> {
     let (header, data_offset) = read_header_at(path)?;
@@ -203,8 +203,12 @@ fn pieces(path: &Path, header: &Header, data_offset: u64) -> Result<Vec<Piece>> 
                     format!("'data file' names {count} files, above the limit of {MAX_DATA_FILES}"),
                 ));
             }
-            let names = (0..count as i64)
-                .map(|n| format_file_number(format, first + n * step))
+            // first + n * step stays between first and last, so it cannot overflow.
+            let names = (0..count as i128)
+                .map(|n| {
+                    let number = i128::from(*first) + n * i128::from(*step);
+                    format_file_number(format, number as i64)
+                })
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| Error::format(path, FMT, e))?;
             (names, *subdim)

@@ -6,7 +6,7 @@
 //! byte skip. Everything else comes from the [`Header`] as it is.
 
 use super::data::DataRef;
-use super::header::{ByteSkip, DataFile, DataType, Encoding, Endian, Header};
+use super::header::{key_problem, ByteSkip, DataFile, DataType, Encoding, Endian, Header};
 use super::Nrrd;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
@@ -86,11 +86,6 @@ impl WriteOptions {
         self
     }
 
-    /// The encoding these options write.
-    pub fn get_encoding(&self) -> Encoding {
-        self.encoding
-    }
-
     /// Writes `nrrd` to `path` with these options.
     pub fn write(&self, path: &Path, nrrd: &Nrrd) -> Result<()> {
         write(path, nrrd, self)
@@ -104,7 +99,7 @@ pub fn write(path: &Path, nrrd: &Nrrd, options: &WriteOptions) -> Result<()> {
     write_parts(path, &nrrd.header, nrrd.data.as_ref(), options)
 }
 
-/// [`write`] from a borrowed header and samples (no copy of the data).
+/// [`write()`] from a borrowed header and samples (no copy of the data).
 pub(crate) fn write_parts(
     path: &Path,
     header: &Header,
@@ -206,6 +201,9 @@ fn check(h: &Header, data: DataRef<'_>) -> std::result::Result<(), String> {
                 bytes.len()
             ));
         }
+    }
+    if let Some(problem) = h.key_values.iter().find_map(|(k, _)| key_problem(k)) {
+        return Err(problem);
     }
     let sd = h.space_dimension;
     if let Some(s) = h.space {
