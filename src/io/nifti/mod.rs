@@ -39,8 +39,6 @@ use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::volume::{AnyVolume, Geometry, Scalar, ScalarType, Volume, MAX_VOLUME_BYTES};
 use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use header::{Endian, Header, Layout, Magic, HEADER_BYTES, SINGLE_FILE_VOX_OFFSET};
 use ndarray::Array3;
 use std::fs::File;
@@ -122,9 +120,10 @@ pub fn write_volume(path: &Path, v: &AnyVolume) -> Result<()> {
     write_atomic(path, |w| {
         let io_err = |e| Error::io(path, e);
         if compressed {
-            let mut gz = GzEncoder::new(w, Compression::new(GZIP_LEVEL));
-            write_file(&mut gz, &header, v).map_err(io_err)?;
-            gz.finish().map_err(io_err)?;
+            // The file in memory, then compressed on every core (one gzip member).
+            let mut raw = Vec::with_capacity(header.len() + v.size_ijk().iter().product::<usize>() * v.scalar_type().size());
+            write_file(&mut raw, &header, v).map_err(io_err)?;
+            crate::io::gzip::write_gzip(w, &raw, GZIP_LEVEL).map_err(io_err)?;
         } else {
             write_file(w, &header, v).map_err(io_err)?;
         }

@@ -4,6 +4,8 @@
 
 use super::header::{Header, Magic, HEADER_BYTES};
 use super::*;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use crate::volume::{Geometry, Volume, IDENTITY};
 use proptest::prelude::*;
 use std::path::PathBuf;
