@@ -121,7 +121,9 @@ pub fn write_volume(path: &Path, v: &AnyVolume) -> Result<()> {
         let io_err = |e| Error::io(path, e);
         if compressed {
             // The file in memory, then compressed on every core (one gzip member).
-            let mut raw = Vec::with_capacity(header.len() + v.size_ijk().iter().product::<usize>() * v.scalar_type().size());
+            let mut raw = Vec::with_capacity(
+                header.len() + v.size_ijk().iter().product::<usize>() * v.scalar_type().size(),
+            );
             write_file(&mut raw, &header, v).map_err(io_err)?;
             crate::io::gzip::write_gzip(w, &raw, GZIP_LEVEL).map_err(io_err)?;
         } else {

@@ -4,9 +4,9 @@
 
 use super::header::{Header, Magic, HEADER_BYTES};
 use super::*;
+use crate::volume::{Geometry, Volume, IDENTITY};
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use crate::volume::{Geometry, Volume, IDENTITY};
 use proptest::prelude::*;
 use std::path::PathBuf;
 
