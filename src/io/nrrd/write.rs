@@ -274,9 +274,13 @@ fn write_data<W: Write>(
     match encoding {
         Encoding::Raw => data.for_each_le_chunk(|c| w.write_all(c)),
         Encoding::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(w, flate2::Compression::new(level));
-            data.for_each_le_chunk(|c| enc.write_all(c))?;
-            enc.finish().map(|_| ())
+            // Gathered in memory, then compressed on every core as one gzip member.
+            let mut raw = Vec::new();
+            data.for_each_le_chunk(|c| {
+                raw.extend_from_slice(c);
+                Ok::<(), std::io::Error>(())
+            })?;
+            crate::io::gzip::write_gzip(w, &raw, level)
         }
         Encoding::Bzip2 => {
             let mut enc = bzip2::write::BzEncoder::new(w, bzip2::Compression::new(BZIP2_LEVEL));
