@@ -47,6 +47,10 @@ impl Plan {
     }
 }
 
+/// Largest |slope| and |intercept| taken through integer arithmetic (else `f32`).
+const MAX_INTEGER_SLOPE: f64 = 65536.0;
+const MAX_INTEGER_INTERCEPT: f64 = 2147483648.0;
+
 /// Chooses the voxel type of a series (see the module docs of [`super`]).
 pub(crate) fn plan(series: &Series) -> Plan {
     let p = &series.pixel;
@@ -70,9 +74,13 @@ pub(crate) fn plan(series: &Series) -> Plan {
     if rescales.iter().all(Rescale::is_identity) {
         return Plan::Stored(stored);
     }
-    let integer = rescales
-        .iter()
-        .all(|r| r.slope.fract() == 0.0 && r.intercept.fract() == 0.0);
+    // Integer arithmetic on 32-bit stored values cannot overflow i64 within these bounds.
+    let integer = rescales.iter().all(|r| {
+        r.slope.fract() == 0.0
+            && r.intercept.fract() == 0.0
+            && r.slope.abs() <= MAX_INTEGER_SLOPE
+            && r.intercept.abs() <= MAX_INTEGER_INTERCEPT
+    });
     if !integer {
         return Plan::F32;
     }
@@ -224,6 +232,9 @@ struct Unpack {
     mask: u32,
     bits: u32,
     signed: bool,
+    /// `64 - bits` for signed values (0 for unsigned): shifting left then arithmetic
+    /// right by it sign-extends without a branch, so conversion loops vectorise.
+    extend: u32,
 }
 
 impl Unpack {
@@ -240,18 +251,15 @@ impl Unpack {
             mask,
             bits,
             signed: p.signed,
+            extend: if p.signed { 64 - bits } else { 0 },
         }
     }
 
     /// The value of the raw sample word `raw`: shifted, masked, sign-extended.
     #[inline(always)]
     fn value(self, raw: u32) -> i64 {
-        let v = (raw >> self.shift) & self.mask;
-        if self.signed && (v >> (self.bits - 1)) & 1 == 1 {
-            v as i64 - (1i64 << self.bits)
-        } else {
-            v as i64
-        }
+        let v = ((raw >> self.shift) & self.mask) as i64;
+        (v << self.extend) >> self.extend
     }
 
     fn min(self) -> i64 {
@@ -296,8 +304,8 @@ impl<'a> Raw<'a> {
         &self,
         out: &mut [T],
         unpack: Unpack,
-        map: impl Fn(i64) -> T,
-        fmap: impl Fn(f64) -> T,
+        mut map: impl FnMut(i64) -> T,
+        mut fmap: impl FnMut(f64) -> T,
     ) {
         macro_rules! each {
             ($iter:expr, $conv:expr) => {
@@ -485,7 +493,25 @@ fn native<'a>(
 /// One output slice or, for a mosaic frame, all of them.
 type Views<'a, T> = Vec<ArrayViewMut2<'a, T>>;
 
-fn read_as<T: Scalar>(
+/// An exact conversion from an integer known to fit (a cast), cheaper per voxel than
+/// [`Scalar::from_f64`]'s rounding.
+trait FromI64: Scalar {
+    fn from_i64(v: i64) -> Self;
+}
+
+macro_rules! from_i64 {
+    ($($t:ty),*) => {$(
+        impl FromI64 for $t {
+            #[inline(always)]
+            fn from_i64(v: i64) -> Self {
+                v as $t
+            }
+        }
+    )*};
+}
+from_i64!(u8, i8, u16, i16, u32, i32, f32, f64);
+
+fn read_as<T: FromI64>(
     series: &Series,
     plan: Plan,
     progress: &(dyn Fn(usize, usize) + Sync),
@@ -552,7 +578,7 @@ struct Context<'s> {
 }
 
 impl Context<'_> {
-    fn decode_file<T: Scalar>(&self, path: &Path, frames: Vec<(usize, Views<T>)>) -> Result<()> {
+    fn decode_file<T: FromI64>(&self, path: &Path, frames: Vec<(usize, Views<T>)>) -> Result<()> {
         let opened =
             open::open(path, Extent::All).map_err(|reason| Error::format(path, "DICOM", reason))?;
         let obj = &opened.obj;
@@ -610,7 +636,7 @@ impl Context<'_> {
     }
 
     /// Converts one frame's samples into its output slice(s).
-    fn store<T: Scalar>(
+    fn store<T: FromI64>(
         &self,
         raw: &Raw<'_>,
         rescale: Option<Rescale>,
@@ -624,22 +650,31 @@ impl Context<'_> {
         let unpack = self.unpack;
         let overflow = self.overflow;
         let fill = |out: &mut [T]| match self.plan {
-            Plan::Stored(_) => raw.fill(out, unpack, |v| T::from_f64(v as f64), T::from_f64),
+            // The stored value fits the stored type by construction: a plain cast.
+            Plan::Stored(_) => raw.fill(out, unpack, T::from_i64, T::from_f64),
             Plan::Float(_) => raw.fill(out, unpack, |v| T::from_f64(v as f64), T::from_f64),
-            Plan::I16 | Plan::I16Checked => {
+            // `plan` bounds slope and intercept so `v * s + b` cannot overflow i64; a
+            // declared range inside i16 needs no check at all.
+            Plan::I16 => {
                 let (s, b) = (r.slope as i64, r.intercept as i64);
+                raw.fill(out, unpack, |v| T::from_i64(v * s + b), T::from_f64)
+            }
+            Plan::I16Checked => {
+                let (s, b) = (r.slope as i64, r.intercept as i64);
+                let mut outside = false;
                 raw.fill(
                     out,
                     unpack,
                     |v| {
-                        let y = v.saturating_mul(s).saturating_add(b);
-                        if y < i16::MIN as i64 || y > i16::MAX as i64 {
-                            overflow.store(true, Ordering::Relaxed);
-                        }
-                        T::from_f64(y as f64)
+                        let y = v * s + b;
+                        outside |= (y < i16::MIN as i64) | (y > i16::MAX as i64);
+                        T::from_i64(y)
                     },
                     T::from_f64,
-                )
+                );
+                if outside {
+                    overflow.store(true, Ordering::Relaxed);
+                }
             }
             Plan::F32 => raw.fill(
                 out,

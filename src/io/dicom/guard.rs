@@ -12,7 +12,7 @@
 use dicom::core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom::core::{Tag, VR};
 use dicom::object::StandardDataDictionary;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek};
 
 /// Deepest sequence nesting accepted (real files nest a handful of levels).
 const MAX_DEPTH: usize = 64;
@@ -57,8 +57,10 @@ pub(crate) fn check_data_set<R: Read + Seek>(
     encoding: Encoding,
     stop_at_pixel_data: bool,
 ) -> Result<(), String> {
+    let pos = r.stream_position().map_err(|e| e.to_string())?;
     let mut w = Walker {
         r,
+        pos,
         encoding,
         stop_at_pixel_data,
     };
@@ -67,6 +69,8 @@ pub(crate) fn check_data_set<R: Read + Seek>(
 
 struct Walker<'a, R> {
     r: &'a mut R,
+    /// Position in the source, counted here: `BufReader::stream_position` is a system call.
+    pos: u64,
     encoding: Encoding,
     stop_at_pixel_data: bool,
 }
@@ -80,13 +84,16 @@ enum Step {
 
 impl<R: Read + Seek> Walker<'_, R> {
     fn pos(&mut self) -> Result<u64, String> {
-        self.r.stream_position().map_err(|e| e.to_string())
+        Ok(self.pos)
     }
 
     fn bytes<const N: usize>(&mut self) -> Result<Option<[u8; N]>, String> {
         let mut b = [0u8; N];
         match self.r.read_exact(&mut b) {
-            Ok(()) => Ok(Some(b)),
+            Ok(()) => {
+                self.pos += N as u64;
+                Ok(Some(b))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(e.to_string()),
         }
@@ -108,11 +115,20 @@ impl<R: Read + Seek> Walker<'_, R> {
         }
     }
 
+    /// Skips `len` bytes; `seek_relative` keeps a `BufReader`'s buffer when it can.
     fn skip(&mut self, len: u32) -> Result<(), String> {
         self.r
-            .seek(SeekFrom::Current(len as i64))
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .seek_relative(len as i64)
+            .map_err(|e| e.to_string())?;
+        self.pos += len as u64;
+        Ok(())
+    }
+
+    fn seek_to(&mut self, target: u64) -> Result<(), String> {
+        let delta = target as i64 - self.pos as i64;
+        self.r.seek_relative(delta).map_err(|e| e.to_string())?;
+        self.pos = target;
+        Ok(())
     }
 
     /// Elements up to `limit`: the end of a defined-length item (or of the file at the
@@ -194,9 +210,7 @@ impl<R: Read + Seek> Walker<'_, R> {
         }
         if vr == Some(VR::SQ) {
             self.items(value_end, true, depth + 1)?;
-            self.r
-                .seek(SeekFrom::Start(value_end))
-                .map_err(|e| e.to_string())?;
+            self.seek_to(value_end)?;
         } else {
             self.skip(len)?;
         }
@@ -300,9 +314,7 @@ impl<R: Read + Seek> Walker<'_, R> {
                         ));
                     }
                     self.data_set(item_end, true, depth, false)?;
-                    self.r
-                        .seek(SeekFrom::Start(item_end))
-                        .map_err(|e| e.to_string())?;
+                    self.seek_to(item_end)?;
                 }
                 other => return Err(format!("expected a sequence item, found {other}")),
             }

@@ -63,7 +63,7 @@
 //!
 //! Philips private scaling is not applied (a warning says so). Colour images
 //! (SamplesPerPixel > 1) are listed by [`scan`] and refused by [`Series::read`] with
-//! [`Error::Unsupported`](crate::Error::Unsupported); 1-bit images are refused too.
+//! [`Error::Unsupported`]; 1-bit images are refused too.
 //!
 //! # Transfer syntaxes
 //! Native syntaxes take a fast path (the pixel bytes are converted directly); the others go
@@ -80,13 +80,22 @@
 //! | JPEG Baseline (Process 1) | 1.2.840.10008.1.2.4.50 | yes (8-bit; colour refused) |
 //! | JPEG Extended (Process 2 & 4) | 1.2.840.10008.1.2.4.51 | 8-bit only: 12-bit refused by jpeg-decoder |
 //! | JPEG Lossless (Process 14, and SV1) | 1.2.840.10008.1.2.4.57, .70 | yes |
-//! | JPEG-LS Lossless / Near-Lossless | 1.2.840.10008.1.2.4.80, .81 | with `--features jpegls` (CharLS, needs cmake); otherwise an error saying so |
+//! | JPEG-LS Lossless / Near-Lossless | 1.2.840.10008.1.2.4.80, .81 | with `--features jpegls` (CharLS, needs cmake); otherwise an error saying so. Streams padded with 0x00 before EOI (WG04 MR1_JLSL), which CharLS 2.4 refuses, are retried without the pad |
 //! | JPEG 2000 (lossless only, and lossy) | 1.2.840.10008.1.2.4.90, .91 | yes (openjp2, pure Rust) |
 //! | JPEG 2000 Part 2, HTJ2K | 1.2.840.10008.1.2.4.92/.93, .201/.202/.203 | through openjp2, untested |
 //! | Deflated Image Frame Compression | 1.2.840.10008.1.2.8.1 | yes |
 //! | JPEG XL, MPEG, HEVC, JPIP | | refused: "not supported by this build" |
 //!
 //! Every error names the file, and for pixel data the transfer syntax.
+//!
+//! # Malformed files
+//! Before `dicom-object` reads a file, a seek-only walk over its element headers checks
+//! every declared length against its sequence item and the file size: `dicom-parser`
+//! allocates a value's declared length before reading it, so one corrupt length would
+//! otherwise cost up to 4 GiB. NumberOfFrames is capped (2^20), the output volume against
+//! [`MAX_VOLUME_BYTES`](crate::volume::MAX_VOLUME_BYTES), and pixel data shorter than its
+//! frames is an error. The one `catch_unwind` guards the third-party codec call, which may
+//! panic on malformed code streams.
 
 mod assemble;
 mod csa;

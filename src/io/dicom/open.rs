@@ -98,17 +98,15 @@ pub(crate) fn open(path: &Path, extent: Extent) -> Result<Opened, String> {
     }
 }
 
-/// Largest file head read to find the transfer syntax for [`guard_file`].
-const META_READ_LIMIT: u64 = 1 << 20;
-
 /// Checks every declared length of a PS3.10 file against its size (see [`super::guard`])
 /// before `dicom-object` reads it; bare data sets are checked on the lenient path.
 fn guard_file(path: &Path, extent: Extent) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let size = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut head = Vec::new();
-    (&file)
-        .take(META_READ_LIMIT)
+    let mut r = std::io::BufReader::with_capacity(16 << 10, file);
+    let mut head = Vec::with_capacity(132);
+    (&mut r)
+        .take(132)
         .read_to_end(&mut head)
         .map_err(|e| e.to_string())?;
     let start = if head.len() >= 132 && &head[128..132] == b"DICM" {
@@ -118,12 +116,13 @@ fn guard_file(path: &Path, extent: Extent) -> Result<(), String> {
     } else {
         return Ok(());
     };
-    let (data_start, ts) = skip_meta_group(&head, start);
+    r.seek(std::io::SeekFrom::Start(start))
+        .map_err(|e| e.to_string())?;
+    let (data_start, ts) = read_meta_group(&mut r, size).map_err(|e| e.to_string())?;
     let Some(encoding) = ts.as_deref().and_then(Encoding::of) else {
         return Ok(());
     };
-    let mut r = std::io::BufReader::new(file);
-    r.seek(std::io::SeekFrom::Start(data_start as u64))
+    r.seek(std::io::SeekFrom::Start(data_start))
         .map_err(|e| e.to_string())?;
     check_data_set(&mut r, size, encoding, extent == Extent::Header)
 }
@@ -187,40 +186,57 @@ fn open_lenient(bytes: &[u8]) -> Option<Result<Opened, String>> {
 }
 
 /// Walks the group 0002 elements (always Explicit VR Little Endian) from `at`; returns
-/// where the data set starts and the Transfer Syntax UID if one was found.
-fn skip_meta_group(bytes: &[u8], mut at: usize) -> (usize, Option<String>) {
+/// where the data set starts and the Transfer Syntax UID if one was found. An element
+/// running past the end stops the walk there (the data set walk then reports it).
+fn skip_meta_group(bytes: &[u8], at: usize) -> (usize, Option<String>) {
+    let mut cursor = std::io::Cursor::new(bytes);
+    cursor.set_position(at as u64);
+    match read_meta_group(&mut cursor, bytes.len() as u64) {
+        Ok((end, ts)) => (end as usize, ts),
+        Err(_) => (at, None),
+    }
+}
+
+/// [`skip_meta_group`] on a reader positioned at the first meta element, for a source
+/// of `size` bytes; reads only the element headers and the transfer syntax.
+fn read_meta_group<R: Read + Seek>(r: &mut R, size: u64) -> std::io::Result<(u64, Option<String>)> {
     let mut ts = None;
-    while at + 8 <= bytes.len() {
-        let group = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
-        if group != 0x0002 {
-            break;
+    // Positions are counted here and skips are relative, so a `BufReader` keeps its buffer.
+    let mut at = r.stream_position()?;
+    loop {
+        let mut h = [0u8; 8];
+        if at + 8 > size {
+            return Ok((at, ts));
         }
-        let element = u16::from_le_bytes([bytes[at + 2], bytes[at + 3]]);
-        let vr = [bytes[at + 4], bytes[at + 5]];
-        let (header, len) = if long_length_vr(vr) {
-            if at + 12 > bytes.len() {
-                break;
+        r.read_exact(&mut h)?;
+        if u16::from_le_bytes([h[0], h[1]]) != 0x0002 {
+            return Ok((at, ts));
+        }
+        let element = u16::from_le_bytes([h[2], h[3]]);
+        let (header, len) = if long_length_vr([h[4], h[5]]) {
+            let mut l = [0u8; 4];
+            if at + 12 > size {
+                return Ok((at, ts));
             }
-            let len =
-                u32::from_le_bytes([bytes[at + 8], bytes[at + 9], bytes[at + 10], bytes[at + 11]]);
-            (12, len as usize)
+            r.read_exact(&mut l)?;
+            (12, u32::from_le_bytes(l) as u64)
         } else {
-            (
-                8,
-                u16::from_le_bytes([bytes[at + 6], bytes[at + 7]]) as usize,
-            )
+            (8, u16::from_le_bytes([h[6], h[7]]) as u64)
         };
-        let value_start = at + header;
-        let Some(value_end) = value_start.checked_add(len).filter(|&e| e <= bytes.len()) else {
-            break;
-        };
-        if element == 0x0010 {
-            let uid = String::from_utf8_lossy(&bytes[value_start..value_end]);
+        let value_end = at + header + len;
+        if value_end > size {
+            return Ok((at, ts));
+        }
+        if element == 0x0010 && len <= 1024 {
+            let mut v = vec![0u8; len as usize];
+            r.read_exact(&mut v)?;
+            let uid = String::from_utf8_lossy(&v);
             ts = Some(uid.trim_end_matches(['\0', ' ']).to_string());
+        } else {
+            r.seek_relative(len as i64)?;
         }
         at = value_end;
     }
-    (at, ts)
 }
 
 fn long_length_vr(vr: [u8; 2]) -> bool {
