@@ -301,6 +301,25 @@ fn jpeg_2000_ct_series_reads() {
 }
 
 #[test]
+fn rt_dose_frames_are_stacked_by_grid_frame_offsets() {
+    let path = require_data!("dicom_conformance/pydicom_test_files/rtdose.dcm");
+    let s = only_series(&path);
+    assert_eq!(s.size_ijk, [10, 10, 15]);
+    assert_eq!(s.geometry.origin, [189.43125, 199.43125, -761.87]);
+    assert!((s.geometry.spacing[2] - 5.0).abs() < 1e-9);
+    assert!(
+        s.warnings.iter().any(|w| w.contains("DoseGridScaling")),
+        "{:?}",
+        s.warnings
+    );
+    let v = read(&s);
+    assert_eq!(v.scalar_type(), ScalarType::U32);
+    // Big endian copy of the same file: the same values.
+    let be = only_series(&path.with_file_name("rtdose_expb.dcm"));
+    assert_eq!(values(&read(&be)), values(&v));
+}
+
+#[test]
 fn non_images_are_skipped_with_a_reason() {
     let dir = require_data!("dicom_conformance/pydicom_test_files");
     let scan = scan_one(&dir);

@@ -160,6 +160,11 @@ pub(crate) fn instance_from_object(
             .is_none()
         && obj.get(tags::GRID_FRAME_OFFSET_VECTOR).is_none();
 
+    if let Some(scaling) = float(obj, tags::DOSE_GRID_SCALING) {
+        notes.push(format!(
+            "RT Dose values are stored units: multiply by DoseGridScaling {scaling} for Gy"
+        ));
+    }
     if has_philips_private_scaling(obj) {
         notes.push(
             "Philips private scale slope (2005,100E) ignored: values use the DICOM rescale \
@@ -290,7 +295,16 @@ fn classic_frames(
     // (GridFrameOffsetVector, relative to ImagePositionPatient); others are stacked at
     // SpacingBetweenSlices (or SliceThickness, or 1 mm) along the normal.
     let offsets: Vec<f64> = match floats(obj, tags::GRID_FRAME_OFFSET_VECTOR) {
-        Some(v) if v.len() == n_frames => v,
+        // PS3.3 C.8.8.3.2: relative to ImagePositionPatient when the first offset is 0,
+        // otherwise positions along the normal themselves.
+        Some(v) if v.len() == n_frames && v[0] == 0.0 => v,
+        Some(v) if v.len() == n_frames => match (position, orientation) {
+            (Some(p), Some(o)) => {
+                let base = crate::volume::dot(p, super::assemble::normal_of(&o));
+                v.iter().map(|z| z - base).collect()
+            }
+            _ => v,
+        },
         _ => {
             let step = spacing_between_slices
                 .or(slice_thickness)
