@@ -821,6 +821,41 @@ mod tests {
     }
 
     #[test]
+    fn non_recursive_scans_stay_in_the_folders_given() {
+        let dir = temp_dir();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        Slice::default().write(dir.path(), "top.dcm");
+        Slice {
+            series_uid: "1.2.3.9".into(),
+            ..Slice::default()
+        }
+        .write(&sub, "nested.dcm");
+        let paths = [dir.path().to_path_buf()];
+        assert_eq!(
+            ScanOptions::new()
+                .recursive(false)
+                .scan(&paths)
+                .unwrap()
+                .series
+                .len(),
+            1
+        );
+        assert_eq!(ScanOptions::new().scan(&paths).unwrap().series.len(), 2);
+        // Files named directly are always read.
+        let both = [dir.path().join("top.dcm"), sub.join("nested.dcm")];
+        assert_eq!(
+            ScanOptions::new()
+                .recursive(false)
+                .scan(&both)
+                .unwrap()
+                .series
+                .len(),
+            2
+        );
+    }
+
+    #[test]
     fn missing_paths_are_errors() {
         let err = scan(&[PathBuf::from("/nonexistent/segkit")]).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/segkit"));
