@@ -264,7 +264,7 @@ fn add_selected(input: &IslandsInput, point: [usize; 3]) -> Result<EffectOutput,
             shape
         )));
     }
-    let Some(bbox) = nonzero_box(labels, 1) else {
+    let Some(bbox) = crate::kernels::bbox::nonzero_box(labels, 1) else {
         return Ok(EffectOutput::default());
     };
     if (0..3).any(|a| point[a] < bbox[a].0 || point[a] >= bbox[a].1) {
@@ -304,31 +304,6 @@ fn add_selected(input: &IslandsInput, point: [usize; 3]) -> Result<EffectOutput,
             comps.sizes[label as usize - 1] as f64,
         )],
     })
-}
-
-/// Half-open `[lo, hi)` ranges along k, j, i of the non-zero voxels, padded by `pad` and
-/// clipped to the array; `None` when every voxel is zero.
-pub fn nonzero_box<T: PartialEq + Default + Copy>(
-    a: ArrayView3<T>,
-    pad: usize,
-) -> Option<[(usize, usize); 3]> {
-    let zero = T::default();
-    let (nk, nj, ni) = a.dim();
-    let mut lo = [usize::MAX; 3];
-    let mut hi = [0usize; 3];
-    for ((k, j, i), &v) in a.indexed_iter() {
-        if v != zero {
-            for (ax, x) in [k, j, i].into_iter().enumerate() {
-                lo[ax] = lo[ax].min(x);
-                hi[ax] = hi[ax].max(x + 1);
-            }
-        }
-    }
-    if lo[0] == usize::MAX {
-        return None;
-    }
-    let n = [nk, nj, ni];
-    Some([0, 1, 2].map(|ax| (lo[ax].saturating_sub(pad), (hi[ax] + pad).min(n[ax]))))
 }
 
 #[cfg(test)]

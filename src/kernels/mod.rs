@@ -2,4 +2,5 @@
 //!
 //! Kernels take plain arrays and plain arguments; effects give them Slicer's meaning.
 
+pub mod bbox;
 pub mod components;

@@ -239,7 +239,7 @@ pub fn mask_to_pb(
         data: Default::default(),
     };
     let mask = mask.as_standard_layout();
-    let Some(b) = bounding_box(mask.view()) else {
+    let Some(b) = crate::kernels::bbox::nonzero_box(mask.view(), 0) else {
         return out;
     };
     let cropped = mask.slice(s![b[0].0..b[0].1, b[1].0..b[1].1, b[2].0..b[2].1]);
@@ -260,32 +260,6 @@ pub fn mask_to_pb(
         k_max: (b[0].1 - 1) as u32,
     });
     out
-}
-
-/// Half-open `[lo, hi)` ranges along k, j, i of the non-zero voxels; `None` if none.
-fn bounding_box(mask: ArrayView3<u8>) -> Option<[(usize, usize); 3]> {
-    use rayon::prelude::*;
-    type Box3 = Option<[(usize, usize); 3]>;
-    let merge = |a: Box3, b: Box3| match (a, b) {
-        (None, x) | (x, None) => x,
-        (Some(a), Some(b)) => Some([0, 1, 2].map(|d| (a[d].0.min(b[d].0), a[d].1.max(b[d].1)))),
-    };
-    let slices: Vec<_> = mask.outer_iter().enumerate().collect();
-    slices
-        .into_par_iter()
-        .map(|(k, slice)| {
-            let mut bbox: Box3 = None;
-            for (j, row) in slice.outer_iter().enumerate() {
-                let row = row.to_slice().unwrap_or(&[]);
-                let Some(first) = row.iter().position(|&v| v != 0) else {
-                    continue;
-                };
-                let last = row.iter().rposition(|&v| v != 0).unwrap_or(first);
-                bbox = merge(bbox, Some([(k, k + 1), (j, j + 1), (first, last + 1)]));
-            }
-            bbox
-        })
-        .reduce(|| None, merge)
 }
 
 /// [`encode_runs`] of a (cropped) mask, slices in parallel: each slice's runs are found
