@@ -5,6 +5,8 @@ Environment:
   that need the engine skip with a message when it is missing.
 - SEGKIT_TEST_DATA: the shared test data (default: ../shared/data from the repository);
   tests that need it skip with a message when it is absent.
+- SEGKIT_REQUIRE_DATA=1 (set by scripts/test, so in CI): a missing engine binary or data
+  file fails the tests instead: a skipped parity test is a missing test.
 
 The session starts one engine (`segkit serve --listen 127.0.0.1:0`), reads its port from
 the line it prints, and stops it at the end. Parity results are collected with the
@@ -32,6 +34,13 @@ for _path in (EXTENSION / "SegkitEngine", Path(__file__).resolve().parent):
 PARITY_ROWS: list[tuple] = []
 
 
+def missing(message: str):
+    """Skips, or fails when SEGKIT_REQUIRE_DATA=1 (scripts/test, CI)."""
+    if os.environ.get("SEGKIT_REQUIRE_DATA") == "1":
+        pytest.fail(f"{message} (SEGKIT_REQUIRE_DATA=1: required here)", pytrace=False)
+    pytest.skip(message)
+
+
 def segkit_binary() -> Path:
     env = os.environ.get("SEGKIT_BIN")
     return Path(env) if env else REPO / "target" / "debug" / "segkit"
@@ -41,7 +50,7 @@ def segkit_binary() -> Path:
 def segkit_bin() -> Path:
     path = segkit_binary()
     if not path.is_file():
-        pytest.skip(f"engine binary {path} not found: run `cargo build` or set SEGKIT_BIN")
+        missing(f"engine binary {path} not found: run `cargo build` or set SEGKIT_BIN")
     return path
 
 
@@ -62,7 +71,7 @@ def engine(segkit_bin):
 def data_dir() -> Path:
     d = Path(os.environ.get("SEGKIT_TEST_DATA", REPO.parent / "shared" / "data"))
     if not d.is_dir():
-        pytest.skip(f"test data folder {d} not found (set SEGKIT_TEST_DATA)")
+        missing(f"test data folder {d} not found (set SEGKIT_TEST_DATA)")
     return d
 
 
@@ -70,7 +79,7 @@ def data_dir() -> Path:
 def ct_path(data_dir) -> Path:
     p = data_dir / "slicerio" / "slicerio" / "data" / "CTChest4.nrrd"
     if not p.is_file():
-        pytest.skip(f"{p} not found in the test data")
+        missing(f"{p} not found in the test data")
     return p
 
 
@@ -78,8 +87,38 @@ def ct_path(data_dir) -> Path:
 def lung_seg_path(data_dir) -> Path:
     p = data_dir / "slicerio" / "slicerio" / "data" / "Segmentation.seg.nrrd"
     if not p.is_file():
-        pytest.skip(f"{p} not found in the test data")
+        missing(f"{p} not found in the test data")
     return p
+
+
+@pytest.fixture(scope="session")
+def ct_1mm_path(data_dir, tmp_path_factory) -> Path:
+    """`ts/example_ct.nii.gz` (3 mm, 122 x 101 x 112) resampled to 1 mm voxels with linear
+    interpolation by SimpleITK: a 366 x 303 x 336 int16 CT of 37 M voxels, written as NRRD,
+    the volume the issue's parity checks and benchmarks use at full size."""
+    import SimpleITK as sitk
+
+    src = data_dir / "ts" / "example_ct.nii.gz"
+    if not src.is_file():
+        missing(f"{src} not found in the test data")
+    image = sitk.ReadImage(str(src))
+    size = [int(round(n * s)) for n, s in zip(image.GetSize(), image.GetSpacing())]
+    resampled = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(),
+                              (1.0, 1.0, 1.0), image.GetDirection(), -1024, sitk.sitkInt16)
+    out = tmp_path_factory.mktemp("ct1mm") / "example_ct_1mm.nrrd"
+    sitk.WriteImage(resampled, str(out), useCompression=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def scene_volume_1mm(ct_1mm_path):
+    """A MRML scene holding the 1 mm CT, read as Slicer reads volumes."""
+    import slicer
+    import slicer_reference as ref
+
+    scene = slicer.vtkMRMLScene()
+    volume = ref.load_volume(scene, ct_1mm_path)
+    return scene, volume
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,13 +4,14 @@
 //! is a segment, runs one effect on the selected segment with Slicer's masking semantics,
 //! and writes the whole label map after the effect.
 
-use crate::effects::catalog::{self, EffectRequest, ParamType};
+use crate::effects::catalog::{self, ParamType, RunInput};
 use crate::effects::masking::{apply_output, Masking, OverwriteMode, SegmentMasks};
+use crate::effects::{flatten_masks, Control};
 use crate::error::{Error, Result};
 use crate::io::{self, Dataset};
 use crate::volume::{AnyVolume, Geometry, Labelmap, Volume};
 use clap::Args;
-use ndarray::{Array3, Zip};
+use ndarray::Array3;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -36,17 +37,20 @@ pub struct ApplyArgs {
     #[arg(long)]
     labels: Option<PathBuf>,
     /// The selected segment's label; a new label (one above the largest) when absent.
+    /// Parameters that name another segment (`ModifierSegmentID`) take its label too.
     #[arg(long)]
     segment: Option<u16>,
     /// An effect parameter with Slicer's name: `-p MinimumThreshold=-1024`.
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
-    /// The clicked voxel for click operations, as `I,J,K` (voxel indices).
+    /// The clicked voxel for click operations, as `I,J,K` (voxel indices); repeat it for
+    /// several points (a Paint or Erase stroke).
     #[arg(long, value_name = "I,J,K", conflicts_with = "point_lps")]
-    point: Option<String>,
-    /// The clicked position for click operations, as `X,Y,Z` in LPS millimetres.
+    point: Vec<String>,
+    /// The clicked position for click operations, as `X,Y,Z` in LPS millimetres;
+    /// repeatable.
     #[arg(long, value_name = "X,Y,Z")]
-    point_lps: Option<String>,
+    point_lps: Vec<String>,
     /// Which other segments the edit may take voxels from.
     #[arg(long, value_enum, default_value = "all")]
     overwrite: Overwrite,
@@ -86,6 +90,7 @@ pub fn effects(args: &EffectsArgs) -> Result<()> {
                             ParamType::Integer => "integer",
                             ParamType::Boolean => "boolean",
                             ParamType::Choice(_) => "choice",
+                            ParamType::Segment => "segment",
                         },
                         "choices": match &p.kind {
                             ParamType::Choice(c) => c.iter().map(|c| c.value).collect::<Vec<_>>(),
@@ -111,6 +116,7 @@ pub fn effects(args: &EffectsArgs) -> Result<()> {
                 ParamType::Integer => "integer".to_string(),
                 ParamType::Boolean => "0 or 1".to_string(),
                 ParamType::Choice(c) => c.iter().map(|c| c.value).collect::<Vec<_>>().join(" | "),
+                ParamType::Segment => "label of another segment".to_string(),
             };
             let default = match p.default_from_source {
                 Some(f) => format!("from the source volume ({f:?})"),
@@ -128,6 +134,9 @@ pub fn effects(args: &EffectsArgs) -> Result<()> {
 
 pub fn apply(args: &ApplyArgs) -> Result<()> {
     let spec = catalog::find(&args.effect)?;
+    // Fails early, before reading anything, on a bad name or value.
+    let parameters = parse_params(&args.params)?;
+    crate::effects::ParamValues::new(&spec, &parameters)?;
     let source = io::OpenOptions::new()
         .series(args.series.clone())
         .open(&args.volume)?
@@ -161,20 +170,39 @@ pub fn apply(args: &ApplyArgs) -> Result<()> {
     };
     let mut names: Vec<String> = labels.iter().map(|l| format!("label {l}")).collect();
     let selected = labels.iter().position(|&l| l == selected_label);
+    let ids: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
 
-    let parameters = parse_params(&args.params)?;
-    let point_kji = parse_point(args, &geometry, [ni, nj, nk])?;
-    let request = EffectRequest {
-        source: Some(&source),
-        segments: &segments.masks,
-        visible: &segments.visible,
-        selected,
-        point_kji,
-        parameters: &parameters,
-    };
+    let points_kji = parse_points(args, &geometry, [ni, nj, nk])?;
     let started = Instant::now();
-    let output = catalog::run(&spec, &request)?;
+    let output = catalog::run(
+        spec.name,
+        &RunInput {
+            source: Some(&source),
+            geometry: &geometry,
+            segments: &segments.masks,
+            visible: &segments.visible,
+            segment_ids: &ids,
+            selected,
+            points_kji: &points_kji,
+            parameters: &parameters,
+            control: &Control::none(),
+        },
+    )?;
     let effect_seconds = started.elapsed().as_secs_f64();
+    for (name, value) in &output.reported {
+        eprintln!("{}: {name} = {value}", spec.name);
+    }
+    if let Some(v) = output.volumes.first() {
+        // An effect that makes a volume (Mask volume): the volume is the output.
+        io::write(
+            &args.output,
+            Dataset::Volume(v.volume.clone()),
+            &args.volume,
+        )?;
+        eprintln!("wrote {}", args.output.display());
+        print_time(args, effect_seconds);
+        return Ok(());
+    }
 
     let masking = Masking {
         mask_mode: Default::default(),
@@ -211,19 +239,15 @@ pub fn apply(args: &ApplyArgs) -> Result<()> {
             next = next.saturating_add(1);
         }
     }
-    for (name, value) in &output.reported {
-        eprintln!("{}: {name} = {value}", spec.name);
-    }
-
     // The label map after the effect; where segments overlap the later one wins.
-    let mut out = Array3::<u16>::zeros((nk, nj, ni));
-    for (mask, &label) in segments.masks.iter().zip(&labels) {
-        Zip::from(&mut out).and(mask).for_each(|o, &m| {
-            if m != 0 {
-                *o = label;
-            }
-        });
-    }
+    let out = flatten_masks(
+        segments
+            .masks
+            .iter()
+            .map(|m| m.view())
+            .zip(labels.iter().copied()),
+        (nk, nj, ni),
+    );
     let out = if out.iter().all(|&v| v <= i16::MAX as u16) {
         AnyVolume::I16(Volume::new(out.mapv(|v| v as i16), geometry))
     } else {
@@ -231,13 +255,17 @@ pub fn apply(args: &ApplyArgs) -> Result<()> {
     };
     io::write(&args.output, Dataset::Volume(out), &args.volume)?;
     eprintln!("wrote {}", args.output.display());
+    print_time(args, effect_seconds);
+    Ok(())
+}
+
+fn print_time(args: &ApplyArgs, effect_seconds: f64) {
     if args.time {
         println!(
             "{}",
             serde_json::json!({ "effect_seconds": effect_seconds })
         );
     }
-    Ok(())
 }
 
 fn present_labels(lm: &Labelmap) -> Vec<u16> {
@@ -304,23 +332,24 @@ fn parse_pair(s: &str, flag: &str) -> Result<(f64, f64)> {
     Ok((v[0], v[1]))
 }
 
-fn parse_point(args: &ApplyArgs, g: &Geometry, size: [usize; 3]) -> Result<Option<[usize; 3]>> {
-    let ijk = match (&args.point, &args.point_lps) {
-        (Some(p), _) => parse_numbers(p, 3, "--point")?,
-        (None, Some(p)) => {
-            let v = parse_numbers(p, 3, "--point-lps")?;
-            let idx = g.lps_to_index([v[0], v[1], v[2]]).ok_or_else(|| {
-                Error::InvalidArgument("the volume's geometry is degenerate".into())
-            })?;
-            idx.iter().map(|x| (x + 0.5).floor()).collect()
+fn parse_points(args: &ApplyArgs, g: &Geometry, size: [usize; 3]) -> Result<Vec<[usize; 3]>> {
+    let mut out = Vec::new();
+    for p in &args.point {
+        let ijk = parse_numbers(p, 3, "--point")?;
+        if (0..3).any(|a| ijk[a].fract() != 0.0 || ijk[a] < 0.0 || ijk[a] >= size[a] as f64) {
+            return Err(Error::InvalidArgument(format!(
+                "--point {p}: (i, j, k) = ({}, {}, {}) is outside the volume of {} x {} x {} voxels",
+                ijk[0], ijk[1], ijk[2], size[0], size[1], size[2]
+            )));
         }
-        (None, None) => return Ok(None),
-    };
-    if (0..3).any(|a| ijk[a].fract() != 0.0 || ijk[a] < 0.0 || ijk[a] >= size[a] as f64) {
-        return Err(Error::InvalidArgument(format!(
-            "point (i, j, k) = ({}, {}, {}) is outside the volume of {} x {} x {} voxels",
-            ijk[0], ijk[1], ijk[2], size[0], size[1], size[2]
-        )));
+        out.push([ijk[2] as usize, ijk[1] as usize, ijk[0] as usize]);
     }
-    Ok(Some([ijk[2] as usize, ijk[1] as usize, ijk[0] as usize]))
+    for p in &args.point_lps {
+        let v = parse_numbers(p, 3, "--point-lps")?;
+        let kji = g
+            .nearest_voxel_kji([v[0], v[1], v[2]], size)
+            .map_err(|e| Error::InvalidArgument(format!("--point-lps {p}: {e}")))?;
+        out.push(kji);
+    }
+    Ok(out)
 }

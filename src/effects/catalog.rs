@@ -1,695 +1,327 @@
-//! The list of effects with their parameter schemas, and running an effect by name with
-//! Slicer-named string parameters.
+//! The list of effects, and running one by name with Slicer-named string parameters.
 //!
 //! This is what the engine's `ListEffects` and `ApplyEffect`, and the command line's
-//! `segkit effects` and `segkit apply`, share: adding an effect means adding its file and
-//! one entry here; the Slicer extension builds its widgets from the schema.
+//! `segkit effects` and `segkit apply`, share. Each effect is one file with a unit struct
+//! implementing [`Effect`]; adding an effect means writing that file and listing the
+//! struct in [`EFFECTS`]. The Slicer extension builds its widgets from the schema.
 
-use super::auto_threshold::AutoThresholdMethod;
-use super::islands::{islands, IslandOperation, IslandsInput, IslandsParams};
-use super::threshold::{threshold, value_range, AutoThresholdMode, ThresholdParams};
-use super::{EffectError, EffectOutput};
-use crate::volume::AnyVolume;
-use crate::with_volume;
-use ndarray::{Array3, ArrayView3, Zip};
+use super::{
+    check_point, islands, threshold, Control, Effect, EffectError, EffectOutput, EffectRequest,
+    EffectSpec, ParamValues,
+};
+use crate::volume::{AnyVolume, Geometry};
+use ndarray::Array3;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
-/// What an effect needs besides its parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
-    SourceVolume,
-    SelectedSegment,
-    VisibleSegments,
-    Point,
+pub use super::schema::{ChoiceSpec, FromSource, Input, ParamSpec, ParamType};
+
+/// Every effect segkit implements, in the order the user interface lists them.
+pub static EFFECTS: &[&dyn Effect] = &[&threshold::Threshold, &islands::Islands];
+
+/// The effects with their schemas, built once.
+fn registry() -> &'static [(EffectSpec, &'static dyn Effect)] {
+    static REGISTRY: OnceLock<Vec<(EffectSpec, &'static dyn Effect)>> = OnceLock::new();
+    REGISTRY.get_or_init(|| EFFECTS.iter().map(|e| (e.spec(), *e)).collect())
 }
 
-/// The type of a parameter's value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ParamType {
-    Double,
-    Integer,
-    /// `0` / `1`, as Slicer stores booleans.
-    Boolean,
-    /// One of these values.
-    Choice(Vec<ChoiceSpec>),
-}
-
-/// One value of a choice parameter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChoiceSpec {
-    pub value: &'static str,
-    pub title: &'static str,
-    pub help: &'static str,
-    /// Inputs this choice needs on top of the effect's.
-    pub inputs: Vec<Input>,
-}
-
-/// A default or range that depends on the source volume's values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FromSource {
-    Minimum,
-    Maximum,
-    /// `minimum + 0.25 (maximum - minimum)`: Slicer's initial minimum threshold.
-    QuarterRange,
-}
-
-/// One parameter: Slicer's name, type, default and range.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParamSpec {
-    pub name: &'static str,
-    pub title: &'static str,
-    pub help: &'static str,
-    pub kind: ParamType,
-    pub default: &'static str,
-    pub minimum: Option<f64>,
-    pub maximum: Option<f64>,
-    pub step: Option<f64>,
-    pub unit: &'static str,
-    pub default_from_source: Option<FromSource>,
-    pub range_from_source: bool,
-    /// Shown only when this parameter has one of these values.
-    pub visible_when: Option<(&'static str, Vec<&'static str>)>,
-}
-
-impl ParamSpec {
-    fn new(
-        name: &'static str,
-        title: &'static str,
-        kind: ParamType,
-        default: &'static str,
-    ) -> Self {
-        ParamSpec {
-            name,
-            title,
-            help: "",
-            kind,
-            default,
-            minimum: None,
-            maximum: None,
-            step: None,
-            unit: "",
-            default_from_source: None,
-            range_from_source: false,
-            visible_when: None,
-        }
-    }
-}
-
-/// An effect: its names, help, inputs and parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EffectSpec {
-    /// Slicer's effect name ("Threshold").
-    pub name: &'static str,
-    /// Lower-case kebab form for the command line ("threshold").
-    pub cli_name: &'static str,
-    pub title: &'static str,
-    pub help: &'static str,
-    pub inputs: Vec<Input>,
-    pub params: Vec<ParamSpec>,
-    pub long_running: bool,
-    /// Values reported back, with their meaning.
-    pub reported: Vec<(&'static str, &'static str)>,
-}
-
-/// Every effect segkit implements.
+/// The schemas of every effect.
 pub fn effects() -> Vec<EffectSpec> {
-    vec![threshold_spec(), islands_spec()]
+    registry().iter().map(|(s, _)| s.clone()).collect()
 }
 
 /// The effect named `name` (Slicer's name or the command-line name, any case).
+///
+/// # Errors
+/// An unknown name; the message lists the effects.
 pub fn find(name: &str) -> Result<EffectSpec, EffectError> {
-    let all = effects();
+    lookup(name).map(|(s, _)| s.clone())
+}
+
+fn lookup(name: &str) -> Result<&'static (EffectSpec, &'static dyn Effect), EffectError> {
     let wanted = name.to_ascii_lowercase();
+    let all = registry();
     all.iter()
-        .find(|e| e.name.to_ascii_lowercase() == wanted || e.cli_name == wanted)
-        .cloned()
+        .find(|(s, _)| s.name.to_ascii_lowercase() == wanted || s.cli_name == wanted)
         .ok_or_else(|| {
             EffectError::Input(format!(
                 "unknown effect {name:?}; the effects are: {}",
                 all.iter()
-                    .map(|e| e.cli_name)
+                    .map(|(s, _)| s.cli_name)
                     .collect::<Vec<_>>()
                     .join(", ")
             ))
         })
 }
 
-fn threshold_spec() -> EffectSpec {
-    let mut min = ParamSpec::new("MinimumThreshold", "Minimum", ParamType::Double, "0");
-    min.help = "Voxels with a source value of at least this are included (inclusive).";
-    min.default_from_source = Some(FromSource::QuarterRange);
-    min.range_from_source = true;
-    let mut max = ParamSpec::new("MaximumThreshold", "Maximum", ParamType::Double, "0");
-    max.help = "Voxels with a source value of at most this are included (inclusive).";
-    max.default_from_source = Some(FromSource::Maximum);
-    max.range_from_source = true;
-    let mut auto = ParamSpec::new(
-        "AutoThreshold",
-        "Automatic threshold",
-        ParamType::Boolean,
-        "0",
-    );
-    auto.help = "Compute the bounds with the automatic method before applying, as Slicer's \
-                 Auto button does; the bounds used are reported back.";
-    let method_choices = AutoThresholdMethod::ALL
-        .iter()
-        .map(|m| ChoiceSpec {
-            value: m.slicer_name(),
-            title: m.slicer_name(),
-            help: "",
-            inputs: vec![],
-        })
-        .collect();
-    let mut method = ParamSpec::new(
-        "AutoThresholdMethod",
-        "Method",
-        ParamType::Choice(method_choices),
-        "OTSU",
-    );
-    method.help = "Histogram method (ITK, 64 bins over the whole source volume).";
-    method.visible_when = Some(("AutoThreshold", vec!["1"]));
-    let mode_choices = vec![
-        choice(
-            "SET_LOWER_MAX",
-            "Threshold above",
-            "[t, maximum]: the bright side.",
-        ),
-        choice(
-            "SET_MIN_UPPER",
-            "Threshold below",
-            "[minimum, t]: the dark side.",
-        ),
-        choice("SET_LOWER", "Set lower", "Only the minimum becomes t."),
-        choice("SET_UPPER", "Set upper", "Only the maximum becomes t."),
-    ];
-    let mut mode = ParamSpec::new(
-        "AutoThresholdMode",
-        "Mode",
-        ParamType::Choice(mode_choices),
-        "SET_LOWER_MAX",
-    );
-    mode.visible_when = Some(("AutoThreshold", vec!["1"]));
-    EffectSpec {
-        name: "Threshold",
-        cli_name: "threshold",
-        title: "Threshold",
-        help: "Fill the segment with the voxels whose source intensity lies between the minimum \
-               and the maximum (both inclusive). Replaces the segment inside the editable area.",
-        inputs: vec![Input::SourceVolume],
-        params: vec![min, max, auto, method, mode],
-        long_running: false,
-        reported: vec![
-            (
-                "MinimumThreshold",
-                "The minimum used (the automatic one when requested).",
-            ),
-            ("MaximumThreshold", "The maximum used."),
-        ],
-    }
-}
-
-fn choice(value: &'static str, title: &'static str, help: &'static str) -> ChoiceSpec {
-    ChoiceSpec {
-        value,
-        title,
-        help,
-        inputs: vec![],
-    }
-}
-
-fn islands_spec() -> EffectSpec {
-    let op = |o: IslandOperation, title, help, point: bool| ChoiceSpec {
-        value: o.slicer_name(),
-        title,
-        help,
-        inputs: match o {
-            // Floods the merged label map of the visible segments.
-            IslandOperation::AddSelectedIsland => vec![Input::Point, Input::VisibleSegments],
-            _ if point => vec![Input::Point],
-            _ => vec![],
-        },
-    };
-    let operations = vec![
-        op(
-            IslandOperation::KeepLargestIsland,
-            "Keep largest island",
-            "Keep only the largest island; the segment is cleared when it is below the minimum size.",
-            false,
-        ),
-        op(
-            IslandOperation::RemoveSmallIslands,
-            "Remove small islands",
-            "Remove the islands smaller than the minimum size.",
-            false,
-        ),
-        op(
-            IslandOperation::SplitIslandsToSegments,
-            "Split islands to segments",
-            "Make a segment of each island of at least the minimum size, ordered by size.",
-            false,
-        ),
-        op(
-            IslandOperation::KeepSelectedIsland,
-            "Keep selected island",
-            "Click an island to keep it and remove the others.",
-            true,
-        ),
-        op(
-            IslandOperation::RemoveSelectedIsland,
-            "Remove selected island",
-            "Click an island to remove it.",
-            true,
-        ),
-        op(
-            IslandOperation::AddSelectedIsland,
-            "Add selected island",
-            "Click a region (a hole, another segment's island) to add it to the segment.",
-            true,
-        ),
-    ];
-    let operation = ParamSpec::new(
-        "Operation",
-        "Operation",
-        ParamType::Choice(operations),
-        "KEEP_LARGEST_ISLAND",
-    );
-    let mut size = ParamSpec::new("MinimumSize", "Minimum size", ParamType::Integer, "1000");
-    size.help =
-        "Islands of fewer voxels than this are removed (an island of exactly this size is kept).";
-    size.minimum = Some(0.0);
-    size.maximum = Some(i32::MAX as f64);
-    size.step = Some(1.0);
-    size.unit = "voxels";
-    size.visible_when = Some((
-        "Operation",
-        vec![
-            "KEEP_LARGEST_ISLAND",
-            "REMOVE_SMALL_ISLANDS",
-            "SPLIT_ISLANDS_TO_SEGMENTS",
-        ],
-    ));
-    EffectSpec {
-        name: "Islands",
-        cli_name: "islands",
-        title: "Islands",
-        help: "Edit the islands (6-connected components) of the selected segment.",
-        inputs: vec![Input::SelectedSegment],
-        params: vec![operation, size],
-        long_running: false,
-        reported: vec![
-            ("islands", "Number of islands in the segment."),
-            (
-                "islands_kept",
-                "Number of islands of at least the minimum size.",
-            ),
-            (
-                "island_voxels",
-                "Size of the clicked island (click operations).",
-            ),
-        ],
-    }
-}
-
-/// Everything an effect may use, on the reference lattice (`[k][j][i]`).
+/// The inputs of a request before they are checked: what the engine and the command
+/// line assemble.
 #[derive(Debug, Clone, Copy)]
-pub struct EffectRequest<'a> {
-    /// The source volume, aligned to the reference lattice.
+pub struct RunInput<'a> {
+    /// The source volume; its lattice is the reference when present.
     pub source: Option<&'a AnyVolume>,
+    /// The reference lattice's geometry (the source's when there is one).
+    pub geometry: &'a Geometry,
     /// The segments as 0/1 masks, in display order.
     pub segments: &'a [Array3<u8>],
-    /// Visibility of each segment.
     pub visible: &'a [bool],
-    /// Index of the selected segment in `segments`; `None` for a new, empty segment.
+    /// One id per segment.
+    pub segment_ids: &'a [String],
     pub selected: Option<usize>,
-    /// The clicked voxel `[k, j, i]`.
-    pub point_kji: Option<[usize; 3]>,
+    /// Clicked voxels `[k, j, i]`.
+    pub points_kji: &'a [[usize; 3]],
     /// Parameters by Slicer's names; missing ones take their defaults.
     pub parameters: &'a BTreeMap<String, String>,
+    pub control: &'a Control,
 }
 
-/// Runs effect `spec` on `request`.
+/// Runs the effect named `name` on `input`, after checking the parameters against its
+/// schema and the inputs against each other.
 ///
 /// # Errors
-/// An unknown parameter or a value that does not parse or is out of range (the message
-/// names the parameter and the accepted values), or a missing input.
-pub fn run(spec: &EffectSpec, request: &EffectRequest) -> Result<EffectOutput, EffectError> {
-    let params = Params::new(spec, request.parameters)?;
-    let shape = reference_shape(request)?;
-    match spec.name {
-        "Threshold" => {
-            let source = request
-                .source
-                .ok_or_else(|| missing(spec, "a source volume"))?;
-            // The source's range is needed only for a bound left to its default.
-            let initial = || {
-                let (lo, hi) =
-                    with_volume!(source, v => value_range(v.data.view())).unwrap_or((0.0, 0.0));
-                ThresholdParams::initial(lo, hi)
-            };
-            let minimum = params.double("MinimumThreshold")?;
-            let maximum = params.double("MaximumThreshold")?;
-            let (minimum_threshold, maximum_threshold) = match (minimum, maximum) {
-                (Some(lo), Some(hi)) => (lo, hi),
-                (lo, hi) => {
-                    let i = initial();
-                    (
-                        lo.unwrap_or(i.minimum_threshold),
-                        hi.unwrap_or(i.maximum_threshold),
-                    )
-                }
-            };
-            let p = ThresholdParams {
-                minimum_threshold,
-                maximum_threshold,
-                auto: if params.boolean("AutoThreshold")? {
-                    let method = params.choice("AutoThresholdMethod")?;
-                    let mode = params.choice("AutoThresholdMode")?;
-                    Some((
-                        AutoThresholdMethod::from_slicer_name(&method)
-                            .ok_or_else(|| bad_choice("AutoThresholdMethod", &method))?,
-                        AutoThresholdMode::from_slicer_name(&mode)
-                            .ok_or_else(|| bad_choice("AutoThresholdMode", &mode))?,
-                    ))
-                } else {
-                    None
-                },
-            };
-            with_volume!(source, v => threshold(v.data.view(), &p))
+/// An unknown effect or parameter, a value that does not parse or is out of range (the
+/// message names the parameter, the accepted values and the value given), inputs that
+/// do not fit together, a missing input, or the effect's own errors.
+pub fn run(name: &str, input: &RunInput) -> Result<EffectOutput, EffectError> {
+    let (spec, effect) = lookup(name)?;
+    let params = ParamValues::new(spec, input.parameters)?;
+    let shape = reference_shape(input)?;
+    for p in &spec.params {
+        if p.kind == ParamType::Segment {
+            let id = params.raw(p.name)?;
+            if !id.is_empty() && !input.segment_ids.iter().any(|s| s == id) {
+                return Err(EffectError::Parameter {
+                    name: p.name.into(),
+                    reason: format!("no segment has the id {id:?}"),
+                });
+            }
         }
-        "Islands" => {
-            let op = params.choice("Operation")?;
-            let p = IslandsParams {
-                operation: IslandOperation::from_slicer_name(&op)
-                    .ok_or_else(|| bad_choice("Operation", &op))?,
-                minimum_size: params.integer("MinimumSize")?.max(0) as u64,
-            };
-            let empty;
-            let selected: ArrayView3<u8> = match request.selected {
-                Some(n) => request.segments[n].view(),
-                None => {
-                    empty = Array3::<u8>::zeros(shape);
-                    empty.view()
-                }
-            };
-            let merged = (p.operation == IslandOperation::AddSelectedIsland)
-                .then(|| merged_visible(request, shape));
-            let input = IslandsInput {
-                selected,
-                point_kji: request.point_kji,
-                visible_labels: merged.as_ref().map(|m| m.view()),
-            };
-            islands(&input, &p)
-        }
-        other => Err(EffectError::Unsupported(format!("effect {other}"))),
     }
+    if spec.inputs.contains(&Input::SourceVolume) && input.source.is_none() {
+        return Err(EffectError::Input(format!(
+            "{} needs a source volume",
+            spec.name
+        )));
+    }
+    let request = EffectRequest {
+        source: input.source,
+        geometry: input.geometry,
+        shape,
+        segments: input.segments,
+        visible: input.visible,
+        segment_ids: input.segment_ids,
+        selected: input.selected,
+        points_kji: input.points_kji,
+        params: &params,
+        control: input.control,
+    };
+    input.control.check()?;
+    effect.run(&request)
 }
 
 /// The reference lattice's shape, checked across the inputs.
-fn reference_shape(request: &EffectRequest) -> Result<(usize, usize, usize), EffectError> {
-    let from_source = request.source.map(|s| {
+fn reference_shape(input: &RunInput) -> Result<(usize, usize, usize), EffectError> {
+    let from_source = input.source.map(|s| {
         let [ni, nj, nk] = s.size_ijk();
         (nk, nj, ni)
     });
     let shape = from_source
-        .or_else(|| request.segments.first().map(|s| s.dim()))
+        .or_else(|| input.segments.first().map(|s| s.dim()))
         .ok_or_else(|| {
             EffectError::Input("no source volume and no segment: nothing to work on".into())
         })?;
-    if let Some(bad) = request.segments.iter().find(|s| s.dim() != shape) {
+    if let Some(bad) = input.segments.iter().find(|s| s.dim() != shape) {
         return Err(EffectError::Input(format!(
             "a segment has shape {:?} (k, j, i) but the reference lattice is {shape:?}",
             bad.dim()
         )));
     }
-    if request.visible.len() != request.segments.len() {
+    if input.visible.len() != input.segments.len()
+        || input.segment_ids.len() != input.segments.len()
+    {
         return Err(EffectError::Input(
-            "one visibility flag per segment is needed".into(),
+            "one visibility flag and one id per segment are needed".into(),
         ));
     }
-    if let Some(n) = request.selected {
-        if n >= request.segments.len() {
+    if let Some(n) = input.selected {
+        if n >= input.segments.len() {
             return Err(EffectError::Input(format!(
                 "selected segment {n} does not exist ({} segments)",
-                request.segments.len()
+                input.segments.len()
             )));
         }
     }
-    if let Some(p) = request.point_kji {
-        super::check_point(p, shape)?;
+    for &p in input.points_kji {
+        check_point(p, shape)?;
     }
     Ok(shape)
 }
 
-/// Label map of the visible segments, label = position + 1, later segments winning, as
-/// Slicer's `GenerateMergedLabelmap`.
-fn merged_visible(request: &EffectRequest, shape: (usize, usize, usize)) -> Array3<u16> {
-    let mut out = Array3::<u16>::zeros(shape);
-    for (n, (mask, &vis)) in request.segments.iter().zip(request.visible).enumerate() {
-        if vis {
-            let label = (n + 1).min(u16::MAX as usize) as u16;
-            Zip::from(&mut out).and(mask).for_each(|o, &m| {
-                if m != 0 {
-                    *o = label;
-                }
-            });
-        }
-    }
-    out
-}
-
-fn missing(spec: &EffectSpec, what: &str) -> EffectError {
-    EffectError::Input(format!("{} needs {what}", spec.name))
-}
-
-fn bad_choice(name: &str, value: &str) -> EffectError {
-    EffectError::Parameter {
-        name: name.into(),
-        reason: format!("unknown value {value:?}"),
-    }
-}
-
-/// Parameter values checked against the schema.
-struct Params<'a> {
-    spec: &'a EffectSpec,
-    values: &'a BTreeMap<String, String>,
-}
-
-impl<'a> Params<'a> {
-    fn new(
-        spec: &'a EffectSpec,
-        values: &'a BTreeMap<String, String>,
-    ) -> Result<Self, EffectError> {
-        for (name, value) in values {
-            let Some(p) = spec.params.iter().find(|p| p.name == name) else {
-                return Err(EffectError::Parameter {
-                    name: name.clone(),
-                    reason: format!(
-                        "{} has no such parameter; its parameters are: {}",
-                        spec.name,
-                        spec.params
-                            .iter()
-                            .map(|p| p.name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            };
-            check_value(p, value)?;
-        }
-        Ok(Params { spec, values })
-    }
-
-    fn raw(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
-    }
-
-    fn spec(&self, name: &str) -> &ParamSpec {
-        self.spec
-            .params
-            .iter()
-            .find(|p| p.name == name)
-            .unwrap_or_else(|| {
-                panic!(
-                    "effect {} reads undeclared parameter {name}",
-                    self.spec.name
-                )
-            })
-    }
-
-    /// The value, or `None` when the request leaves it to its default.
-    fn double(&self, name: &str) -> Result<Option<f64>, EffectError> {
-        self.raw(name).map(|v| parse_f64(name, v)).transpose()
-    }
-
-    fn integer(&self, name: &str) -> Result<i64, EffectError> {
-        let v = self.raw(name).unwrap_or(self.spec(name).default);
-        parse_i64(name, v)
-    }
-
-    fn boolean(&self, name: &str) -> Result<bool, EffectError> {
-        let v = self.raw(name).unwrap_or(self.spec(name).default);
-        parse_bool(name, v)
-    }
-
-    fn choice(&self, name: &str) -> Result<String, EffectError> {
-        Ok(self
-            .raw(name)
-            .unwrap_or(self.spec(name).default)
-            .to_string())
-    }
-}
-
-fn check_value(p: &ParamSpec, value: &str) -> Result<(), EffectError> {
-    let number = match &p.kind {
-        ParamType::Double => Some(parse_f64(p.name, value)?),
-        ParamType::Integer => Some(parse_i64(p.name, value)? as f64),
-        ParamType::Boolean => parse_bool(p.name, value).map(|_| None)?,
-        ParamType::Choice(choices) => {
-            if !choices.iter().any(|c| c.value == value) {
-                return Err(EffectError::Parameter {
-                    name: p.name.into(),
-                    reason: format!(
-                        "unknown value {value:?}; the values are: {}",
-                        choices
-                            .iter()
-                            .map(|c| c.value)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                });
-            }
-            None
-        }
-    };
-    if let Some(x) = number {
-        if p.minimum.is_some_and(|m| x < m) || p.maximum.is_some_and(|m| x > m) {
-            return Err(EffectError::Parameter {
-                name: p.name.into(),
-                reason: format!(
-                    "{value} is outside {} ..= {}",
-                    p.minimum.map_or("-inf".into(), |m| m.to_string()),
-                    p.maximum.map_or("inf".into(), |m| m.to_string())
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn parse_f64(name: &str, v: &str) -> Result<f64, EffectError> {
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|x| x.is_finite())
-        .ok_or_else(|| EffectError::Parameter {
-            name: name.into(),
-            reason: format!("{v:?} is not a finite number"),
-        })
-}
-
-fn parse_i64(name: &str, v: &str) -> Result<i64, EffectError> {
-    let t = v.trim();
-    // Slicer stores integers as strings and sometimes as "1000.0".
-    t.parse::<i64>()
-        .ok()
-        .or_else(|| {
-            t.parse::<f64>()
-                .ok()
-                .filter(|x| x.fract() == 0.0 && x.abs() < 9e15)
-                .map(|x| x as i64)
-        })
-        .ok_or_else(|| EffectError::Parameter {
-            name: name.into(),
-            reason: format!("{v:?} is not an integer"),
-        })
-}
-
-fn parse_bool(name: &str, v: &str) -> Result<bool, EffectError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" | "" => Ok(false),
-        _ => Err(EffectError::Parameter {
-            name: name.into(),
-            reason: format!("{v:?} is not a boolean (0 or 1)"),
-        }),
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::volume::{Geometry, Volume};
 
-    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pub(crate) fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 
+    /// Runs `effect` on a source and segments with `pairs`, all segments visible.
+    pub(crate) fn run_on(
+        effect: &str,
+        source: Option<&AnyVolume>,
+        segments: &[Array3<u8>],
+        selected: Option<usize>,
+        points: &[[usize; 3]],
+        pairs: &[(&str, &str)],
+    ) -> Result<EffectOutput, EffectError> {
+        let visible = vec![true; segments.len()];
+        let ids: Vec<String> = (0..segments.len()).map(|n| format!("s{n}")).collect();
+        let p = params(pairs);
+        let g = source.map(|s| *s.geometry()).unwrap_or_default();
+        run(
+            effect,
+            &RunInput {
+                source,
+                geometry: &g,
+                segments,
+                visible: &visible,
+                segment_ids: &ids,
+                selected,
+                points_kji: points,
+                parameters: &p,
+                control: &Control::none(),
+            },
+        )
+    }
+
     #[test]
     fn effects_are_found_by_either_name() {
         assert_eq!(find("Islands").unwrap().cli_name, "islands");
         assert_eq!(find("threshold").unwrap().name, "Threshold");
-        let err = find("paint").unwrap_err().to_string();
+        let err = find("no-such").unwrap_err().to_string();
         assert!(err.contains("threshold, islands"), "{err}");
     }
 
     #[test]
+    fn names_are_unique_and_cli_names_are_kebab_case() {
+        let all = effects();
+        for (n, e) in all.iter().enumerate() {
+            assert!(
+                e.cli_name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{}",
+                e.cli_name
+            );
+            assert!(all[n + 1..]
+                .iter()
+                .all(|o| o.name != e.name && o.cli_name != e.cli_name));
+            for p in &e.params {
+                assert_eq!(e.params.iter().filter(|q| q.name == p.name).count(), 1);
+            }
+        }
+    }
+
+    /// Every effect runs with its defaults and with each value of each choice on a small
+    /// volume without reading an undeclared parameter: a schema and its `run` agree.
+    #[test]
+    fn every_effect_reads_only_declared_parameters() {
+        let data = Array3::from_shape_fn((4, 5, 6), |(k, j, i)| ((k * 7 + j * 3 + i) % 11) as i16);
+        let source: AnyVolume = Volume::new(data, Geometry::default()).into();
+        let mut seg = Array3::<u8>::zeros((4, 5, 6));
+        seg[[1, 2, 3]] = 1;
+        seg[[2, 2, 3]] = 1;
+        let mut other = Array3::<u8>::zeros((4, 5, 6));
+        other[[1, 1, 1]] = 1;
+        let segments = vec![seg, other];
+        for spec in effects() {
+            let mut cases = vec![vec![]];
+            for p in &spec.params {
+                if let ParamType::Choice(choices) = &p.kind {
+                    for c in choices {
+                        cases.push(vec![(p.name, c.value)]);
+                    }
+                }
+                if p.kind == ParamType::Segment {
+                    cases.push(vec![(p.name, "s1")]);
+                }
+            }
+            for case in cases {
+                let r = run_on(
+                    spec.name,
+                    Some(&source),
+                    &segments,
+                    Some(0),
+                    &[[1, 2, 3]],
+                    &case,
+                );
+                if let Err(e) = r {
+                    assert!(
+                        !matches!(e, EffectError::Internal(_)),
+                        "{} {case:?}: {e}",
+                        spec.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn bad_parameters_are_named() {
-        let spec = find("islands").unwrap();
         let seg = vec![Array3::<u8>::ones((1, 1, 3))];
-        let check = |p: BTreeMap<String, String>| {
-            let req = EffectRequest {
-                source: None,
-                segments: &seg,
-                visible: &[true],
-                selected: Some(0),
-                point_kji: None,
-                parameters: &p,
-            };
-            run(&spec, &req).unwrap_err().to_string()
+        let check = |p: &[(&str, &str)]| {
+            run_on("islands", None, &seg, Some(0), &[], p)
+                .unwrap_err()
+                .to_string()
         };
-        assert!(check(params(&[("MinimumSise", "3")])).contains("MinimumSise"));
-        assert!(check(params(&[("MinimumSize", "-3")])).contains("outside"));
-        assert!(check(params(&[("MinimumSize", "x")])).contains("not an integer"));
-        let e = check(params(&[("Operation", "KEEP")]));
+        assert!(check(&[("MinimumSise", "3")]).contains("MinimumSise"));
+        assert!(check(&[("MinimumSize", "-3")]).contains("outside"));
+        assert!(check(&[("MinimumSize", "x")]).contains("not an integer"));
+        let e = check(&[("Operation", "KEEP")]);
         assert!(e.contains("KEEP_LARGEST_ISLAND"), "{e}");
     }
 
     #[test]
+    fn a_cancelled_request_does_not_run() {
+        let seg = vec![Array3::<u8>::ones((1, 1, 3))];
+        let control = Control::none();
+        control.cancel();
+        let g = Geometry::default();
+        let p = params(&[]);
+        let r = run(
+            "islands",
+            &RunInput {
+                source: None,
+                geometry: &g,
+                segments: &seg,
+                visible: &[true],
+                segment_ids: &["a".into()],
+                selected: Some(0),
+                points_kji: &[],
+                parameters: &p,
+                control: &control,
+            },
+        );
+        assert_eq!(r, Err(EffectError::Cancelled));
+    }
+
+    #[test]
     fn threshold_defaults_come_from_the_source_range() {
-        let spec = find("threshold").unwrap();
         let data = Array3::from_shape_vec((1, 1, 5), vec![0i16, 10, 25, 50, 100]).unwrap();
         let source: AnyVolume = Volume::new(data, Geometry::default()).into();
-        let p = params(&[]);
-        let req = EffectRequest {
-            source: Some(&source),
-            segments: &[],
-            visible: &[],
-            selected: None,
-            point_kji: None,
-            parameters: &p,
-        };
-        let out = run(&spec, &req).unwrap();
+        let out = run_on("threshold", Some(&source), &[], None, &[], &[]).unwrap();
         // Initial bounds [25, 100].
         assert_eq!(out.modifiers[0].mask.as_slice().unwrap(), &[0, 0, 1, 1, 1]);
     }
 
     #[test]
     fn islands_on_a_new_segment_changes_nothing_visible() {
-        let spec = find("islands").unwrap();
         let seg = vec![Array3::<u8>::ones((1, 1, 3))];
-        let p = params(&[("MinimumSize", "0")]);
-        let req = EffectRequest {
-            source: None,
-            segments: &seg,
-            visible: &[true],
-            selected: None,
-            point_kji: None,
-            parameters: &p,
-        };
-        let out = run(&spec, &req).unwrap();
+        let out = run_on("islands", None, &seg, None, &[], &[("MinimumSize", "0")]).unwrap();
         assert!(out.modifiers[0].mask.iter().all(|&v| v == 0));
     }
 }

@@ -24,7 +24,11 @@
 //! assert_eq!(out.modifiers[0].mask.as_slice().unwrap(), &[1, 1, 1, 0, 0]);
 //! ```
 
-use super::{check_point, EffectError, EffectOutput, ModificationMode, Modifier, Target};
+use super::schema::{ChoiceSpec, EffectSpec, Input, ParamSpec, ParamValues};
+use super::{
+    check_point, Effect, EffectError, EffectOutput, EffectRequest, ModificationMode, Modifier,
+    Target,
+};
 use crate::kernels::components::{label_runs, Components, Connectivity};
 use ndarray::{s, Array3, ArrayView3};
 
@@ -96,12 +100,21 @@ pub struct IslandsParams {
     pub minimum_size: u64,
 }
 
+impl IslandsParams {
+    /// The parameters from checked values (given or the schema's defaults).
+    pub fn from_values(v: &ParamValues) -> Result<Self, EffectError> {
+        Ok(IslandsParams {
+            operation: v.choice("Operation", IslandOperation::from_slicer_name)?,
+            minimum_size: v.integer("MinimumSize")?.max(0) as u64,
+        })
+    }
+}
+
 impl Default for IslandsParams {
+    /// Slicer's defaults, as the schema states them.
     fn default() -> Self {
-        IslandsParams {
-            operation: IslandOperation::KeepLargestIsland,
-            minimum_size: 1000,
-        }
+        Self::from_values(&ParamValues::defaults(&Islands.spec()))
+            .expect("the Islands schema's defaults parse")
     }
 }
 
@@ -167,6 +180,7 @@ pub fn islands(input: &IslandsInput, params: &IslandsParams) -> Result<EffectOut
             ("islands".into(), comps.sizes.len() as f64),
             ("islands_kept".into(), kept.len() as f64),
         ],
+        volumes: Vec::new(),
     };
     let selected_mask = |labels: &[u32]| mask_of(&comps, labels);
     match params.operation {
@@ -182,6 +196,7 @@ pub fn islands(input: &IslandsInput, params: &IslandsParams) -> Result<EffectOut
         IslandOperation::SplitIslandsToSegments => {
             for (n, &label) in kept.iter().enumerate().skip(1) {
                 output.modifiers.push(Modifier {
+                    bypass_masking: false,
                     target: Target::NewSegment {
                         suffix: format!("_{}", n + 1),
                     },
@@ -200,6 +215,7 @@ pub fn islands(input: &IslandsInput, params: &IslandsParams) -> Result<EffectOut
 
 fn set_selected(mask: Array3<u8>) -> Modifier {
     Modifier {
+        bypass_masking: false,
         target: Target::Selected,
         mode: ModificationMode::Set,
         mask,
@@ -238,6 +254,7 @@ fn keep_or_remove_selected(
     };
     Ok(EffectOutput {
         modifiers: vec![Modifier {
+            bypass_masking: false,
             target: Target::Selected,
             mode,
             mask: mask_of(&comps, &[label]),
@@ -246,6 +263,7 @@ fn keep_or_remove_selected(
             "island_voxels".into(),
             comps.sizes[label as usize - 1] as f64,
         )],
+        volumes: Vec::new(),
     })
 }
 
@@ -295,6 +313,7 @@ fn add_selected(input: &IslandsInput, point: [usize; 3]) -> Result<EffectOutput,
     .assign(&local_mask);
     Ok(EffectOutput {
         modifiers: vec![Modifier {
+            bypass_masking: false,
             target: Target::Selected,
             mode: ModificationMode::Add,
             mask,
@@ -303,7 +322,109 @@ fn add_selected(input: &IslandsInput, point: [usize; 3]) -> Result<EffectOutput,
             "island_voxels".into(),
             comps.sizes[label as usize - 1] as f64,
         )],
+        volumes: Vec::new(),
     })
+}
+
+/// The Islands effect in the catalog.
+pub struct Islands;
+
+impl Effect for Islands {
+    fn spec(&self) -> EffectSpec {
+        let op = |o: IslandOperation, title, help| {
+            let c = ChoiceSpec::new(o.slicer_name(), title, help);
+            match o {
+                // Floods the merged label map of the visible segments.
+                IslandOperation::AddSelectedIsland => {
+                    c.needs(&[Input::Point, Input::VisibleSegments])
+                }
+                _ if o.needs_point() => c.needs(&[Input::Point]),
+                _ => c,
+            }
+        };
+        let operations = vec![
+            op(
+                IslandOperation::KeepLargestIsland,
+                "Keep largest island",
+                "Keep only the largest island; the segment is cleared when it is below the minimum size.",
+            ),
+            op(
+                IslandOperation::RemoveSmallIslands,
+                "Remove small islands",
+                "Remove the islands smaller than the minimum size.",
+            ),
+            op(
+                IslandOperation::SplitIslandsToSegments,
+                "Split islands to segments",
+                "Make a segment of each island of at least the minimum size, ordered by size.",
+            ),
+            op(
+                IslandOperation::KeepSelectedIsland,
+                "Keep selected island",
+                "Click an island to keep it and remove the others.",
+            ),
+            op(
+                IslandOperation::RemoveSelectedIsland,
+                "Remove selected island",
+                "Click an island to remove it.",
+            ),
+            op(
+                IslandOperation::AddSelectedIsland,
+                "Add selected island",
+                "Click a region (a hole, another segment's island) to add it to the segment.",
+            ),
+        ];
+        let operation =
+            ParamSpec::choice("Operation", "Operation", operations, "KEEP_LARGEST_ISLAND");
+        let size = ParamSpec::integer("MinimumSize", "Minimum size", "1000")
+            .help(
+                "Islands of fewer voxels than this are removed (an island of exactly this size is kept).",
+            )
+            .range(0.0, i32::MAX as f64)
+            .step(1.0)
+            .unit("voxels")
+            .visible_when(
+                "Operation",
+                &[
+                    "KEEP_LARGEST_ISLAND",
+                    "REMOVE_SMALL_ISLANDS",
+                    "SPLIT_ISLANDS_TO_SEGMENTS",
+                ],
+            );
+        let mut spec = EffectSpec::new(
+            "Islands",
+            "islands",
+            "Islands",
+            "Edit the islands (6-connected components) of the selected segment.",
+        );
+        spec.inputs = vec![Input::SelectedSegment];
+        spec.params = vec![operation, size];
+        spec.reported = vec![
+            ("islands", "Number of islands in the segment."),
+            (
+                "islands_kept",
+                "Number of islands of at least the minimum size.",
+            ),
+            (
+                "island_voxels",
+                "Size of the clicked island (click operations).",
+            ),
+        ];
+        spec
+    }
+
+    fn run(&self, request: &EffectRequest) -> Result<EffectOutput, EffectError> {
+        let p = IslandsParams::from_values(request.params)?;
+        let selected = request.selected_mask();
+        let merged =
+            (p.operation == IslandOperation::AddSelectedIsland).then(|| request.merged_visible());
+        let input = IslandsInput {
+            selected: selected.view(),
+            point_kji: request.point(),
+            visible_labels: merged.as_ref().map(|m| m.view()),
+        };
+        islands(&input, &p)
+    }
 }
 
 #[cfg(test)]

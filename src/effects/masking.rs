@@ -245,10 +245,19 @@ pub fn apply_output(
                 changed.push(n);
                 n
             }
+            Target::Segment(n) => {
+                if *n >= segments.masks.len() {
+                    return Err(EffectError::Input(format!(
+                        "a modifier targets segment {n}, which does not exist ({} segments)",
+                        segments.masks.len()
+                    )));
+                }
+                *n
+            }
         };
         let c = match source {
             Some(src) => with_volume!(src, v => apply_modifier(
-                segments, target, m.mask.view(), m.mode, masking, false, Some(v.data.view())
+                segments, target, m.mask.view(), m.mode, masking, m.bypass_masking, Some(v.data.view())
             )),
             None => apply_modifier::<u8>(
                 segments,
@@ -256,7 +265,7 @@ pub fn apply_output(
                 m.mask.view(),
                 m.mode,
                 masking,
-                false,
+                m.bypass_masking,
                 None,
             ),
         }?;

@@ -14,9 +14,34 @@ pub mod auto_threshold;
 pub mod catalog;
 pub mod islands;
 pub mod masking;
+mod request;
+pub mod schema;
 pub mod threshold;
 
+pub use request::{flatten_masks, Control, EffectRequest, ProgressFn};
+pub use schema::{ChoiceSpec, EffectSpec, FromSource, Input, ParamSpec, ParamType, ParamValues};
+
+use crate::volume::AnyVolume;
 use ndarray::Array3;
+
+/// One Segment Editor effect: its schema and its computation.
+///
+/// Each effect lives in its own file with a unit struct implementing this trait, and is
+/// listed once in [`catalog`]. `spec` states every parameter once (Slicer's name, type,
+/// default, range); `run` reads typed values from `request.params`, which the catalog has
+/// already checked against the schema, and calls the effect's pure function. Long
+/// effects poll `request.control.check()` and report `request.control.progress(..)`.
+pub trait Effect: Sync {
+    /// Names, help, inputs and parameters.
+    fn spec(&self) -> EffectSpec;
+
+    /// Computes the effect's modifiers on a checked request.
+    ///
+    /// # Errors
+    /// A missing input, a parameter that does not fit the input, a cancelled request, or a
+    /// case the effect does not implement ([`EffectError::Unsupported`]).
+    fn run(&self, request: &EffectRequest) -> Result<EffectOutput, EffectError>;
+}
 
 /// How a modifier changes its segment (Slicer's `ModificationMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +77,9 @@ pub enum Target {
     /// A new segment in the selected segment's layer, named after the selected segment
     /// followed by `suffix` (Slicer's Split islands: `<name>_2`, `<name>_3`, ...).
     NewSegment { suffix: String },
+    /// An existing segment, by its index in the request's segments (joint smoothing
+    /// changes every visible segment).
+    Segment(usize),
 }
 
 /// One change to one segment: a 0/1 mask on the reference lattice and how to apply it.
@@ -61,6 +89,21 @@ pub struct Modifier {
     pub mode: ModificationMode,
     /// 0/1 voxels, `[k][j][i]`, on the reference lattice.
     pub mask: Array3<u8>,
+    /// Apply without the editable area and the overwrite of other segments (Logical
+    /// operators' `BypassMasking`); the editable intensity range still applies.
+    pub bypass_masking: bool,
+}
+
+impl Modifier {
+    /// A modifier of the selected segment, with masking.
+    pub fn selected(mode: ModificationMode, mask: Array3<u8>) -> Self {
+        Modifier {
+            target: Target::Selected,
+            mode,
+            mask,
+            bypass_masking: false,
+        }
+    }
 }
 
 /// What an effect returns: the modifiers, in the order Slicer applies them. An empty list
@@ -71,6 +114,15 @@ pub struct EffectOutput {
     /// Values the effect computed that the user interface shows (the thresholds an
     /// automatic method chose, the number of islands, ...), as `(name, value)` pairs.
     pub reported: Vec<(String, f64)>,
+    /// New volumes the effect made (Mask volume), on their own geometry.
+    pub volumes: Vec<OutputVolume>,
+}
+
+/// A volume an effect made, with the name Slicer gives it ("CT masked").
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputVolume {
+    pub name: String,
+    pub volume: AnyVolume,
 }
 
 /// Errors of effects: a parameter or an input that does not fit.
@@ -85,6 +137,12 @@ pub enum EffectError {
     /// The effect does not implement this case.
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// The client cancelled the request (or went away) while the effect ran.
+    #[error("cancelled")]
+    Cancelled,
+    /// A bug in segkit: an effect read a parameter its schema does not declare.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<EffectError> for crate::Error {

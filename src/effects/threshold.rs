@@ -21,8 +21,10 @@
 //! ```
 
 use super::auto_threshold::{auto_threshold, AutoThresholdError, AutoThresholdMethod};
-use super::{EffectError, EffectOutput, ModificationMode, Modifier, Target};
+use super::schema::{ChoiceSpec, EffectSpec, FromSource, Input, ParamSpec};
+use super::{Effect, EffectError, EffectOutput, EffectRequest, ModificationMode, Modifier, Target};
 use crate::volume::{Scalar, ScalarType};
+use crate::with_volume;
 use ndarray::{ArrayView3, Zip};
 
 impl From<AutoThresholdError> for EffectError {
@@ -135,6 +137,7 @@ pub fn threshold<T: Scalar>(
     let mask = Zip::from(&source).par_map_collect(|v| u8::from(*v >= tlo && *v <= thi));
     Ok(EffectOutput {
         modifiers: vec![Modifier {
+            bypass_masking: false,
             target: Target::Selected,
             mode: ModificationMode::Set,
             mask,
@@ -143,6 +146,7 @@ pub fn threshold<T: Scalar>(
             ("MinimumThreshold".into(), lo),
             ("MaximumThreshold".into(), hi),
         ],
+        volumes: Vec::new(),
     })
 }
 
@@ -198,6 +202,101 @@ pub fn value_range<T: Scalar>(source: ArrayView3<T>) -> Option<(f64, f64)> {
                 (Some((a0, a1)), Some((b0, b1))) => Some((a0.min(b0), a1.max(b1))),
             },
         )
+}
+
+/// The Threshold effect in the catalog.
+pub struct Threshold;
+
+impl Effect for Threshold {
+    fn spec(&self) -> EffectSpec {
+        let mut min = ParamSpec::double("MinimumThreshold", "Minimum", "0")
+            .help("Voxels with a source value of at least this are included (inclusive).");
+        min.default_from_source = Some(FromSource::QuarterRange);
+        min.range_from_source = true;
+        let mut max = ParamSpec::double("MaximumThreshold", "Maximum", "0")
+            .help("Voxels with a source value of at most this are included (inclusive).");
+        max.default_from_source = Some(FromSource::Maximum);
+        max.range_from_source = true;
+        let auto = ParamSpec::boolean("AutoThreshold", "Automatic threshold", "0").help(
+            "Compute the bounds with the automatic method before applying, as Slicer's \
+             Auto button does; the bounds used are reported back.",
+        );
+        let methods = AutoThresholdMethod::ALL
+            .iter()
+            .map(|m| ChoiceSpec::new(m.slicer_name(), m.slicer_name(), ""))
+            .collect();
+        let method = ParamSpec::choice("AutoThresholdMethod", "Method", methods, "OTSU")
+            .help("Histogram method (ITK, 64 bins over the whole source volume).")
+            .visible_when("AutoThreshold", &["1"]);
+        let modes = vec![
+            ChoiceSpec::new(
+                "SET_LOWER_MAX",
+                "Threshold above",
+                "[t, maximum]: the bright side.",
+            ),
+            ChoiceSpec::new(
+                "SET_MIN_UPPER",
+                "Threshold below",
+                "[minimum, t]: the dark side.",
+            ),
+            ChoiceSpec::new("SET_LOWER", "Set lower", "Only the minimum becomes t."),
+            ChoiceSpec::new("SET_UPPER", "Set upper", "Only the maximum becomes t."),
+        ];
+        let mode = ParamSpec::choice("AutoThresholdMode", "Mode", modes, "SET_LOWER_MAX")
+            .visible_when("AutoThreshold", &["1"]);
+        let mut spec = EffectSpec::new(
+            "Threshold",
+            "threshold",
+            "Threshold",
+            "Fill the segment with the voxels whose source intensity lies between the minimum \
+             and the maximum (both inclusive). Replaces the segment inside the editable area.",
+        );
+        spec.inputs = vec![Input::SourceVolume];
+        spec.params = vec![min, max, auto, method, mode];
+        spec.reported = vec![
+            (
+                "MinimumThreshold",
+                "The minimum used (the automatic one when requested).",
+            ),
+            ("MaximumThreshold", "The maximum used."),
+        ];
+        spec
+    }
+
+    fn run(&self, request: &EffectRequest) -> Result<EffectOutput, EffectError> {
+        let source = request.source("Threshold")?;
+        let p = request.params;
+        let (minimum_threshold, maximum_threshold) = match (
+            p.given_double("MinimumThreshold")?,
+            p.given_double("MaximumThreshold")?,
+        ) {
+            (Some(lo), Some(hi)) => (lo, hi),
+            (lo, hi) => {
+                // The source's range is needed only for a bound left to its default.
+                let (vlo, vhi) =
+                    with_volume!(source, v => value_range(v.data.view())).unwrap_or((0.0, 0.0));
+                let i = ThresholdParams::initial(vlo, vhi);
+                (
+                    lo.unwrap_or(i.minimum_threshold),
+                    hi.unwrap_or(i.maximum_threshold),
+                )
+            }
+        };
+        let auto = if p.boolean("AutoThreshold")? {
+            Some((
+                p.choice("AutoThresholdMethod", AutoThresholdMethod::from_slicer_name)?,
+                p.choice("AutoThresholdMode", AutoThresholdMode::from_slicer_name)?,
+            ))
+        } else {
+            None
+        };
+        let params = ThresholdParams {
+            minimum_threshold,
+            maximum_threshold,
+            auto,
+        };
+        with_volume!(source, v => threshold(v.data.view(), &params))
+    }
 }
 
 #[cfg(test)]

@@ -4,15 +4,19 @@
 use super::cache::{volume_id, CachedVolume, VolumeCache};
 use super::codec::{self, geometry_from_pb, geometry_to_pb, mask_from_pb, mask_to_pb};
 use super::{pb, STREAM_CHANNEL_CAPACITY};
-use crate::effects::catalog::{self, EffectRequest, EffectSpec, FromSource, Input, ParamType};
+use crate::effects::catalog::{self, RunInput};
 use crate::effects::masking::{apply_output, MaskMode, Masking, OverwriteMode, SegmentMasks};
-use crate::effects::{EffectOutput, ModificationMode, Target};
+use crate::effects::{
+    Control, EffectError, EffectOutput, EffectSpec, FromSource, Input, ModificationMode, ParamType,
+    Target,
+};
 use crate::io::{self, Dataset, OpenOptions};
 use crate::volume::{AnyVolume, Geometry, Segment, Segmentation};
 use crate::Error;
 use ndarray::Array3;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -222,8 +226,15 @@ impl pb::engine_server::Engine for EngineService {
         &self,
         request: Request<pb::ApplyEffectRequest>,
     ) -> Result<Response<pb::ApplyEffectResponse>, Status> {
-        let prepared = self.prepare(request.into_inner())?;
-        let response = blocking(move || prepared.run()).await?;
+        let this = self.clone();
+        let req = request.into_inner();
+        let prepared = blocking(move || this.prepare(req)).await?;
+        // When the client cancels the call, tonic drops this future: the guard then sets
+        // the cancel flag that the effect polls, so the work stops too.
+        let control = Control::new(Arc::new(AtomicBool::new(false)), None);
+        let _cancel_on_drop = CancelOnDrop(control.clone());
+        let this = self.clone();
+        let response = blocking(move || prepared.run(&control, &this)).await?;
         Ok(Response::new(response))
     }
 
@@ -233,41 +244,54 @@ impl pb::engine_server::Engine for EngineService {
         &self,
         request: Request<pb::ApplyEffectRequest>,
     ) -> Result<Response<Self::ApplyEffectStreamStream>, Status> {
-        let this = self.clone();
         let req = request.into_inner();
+        let this = self.clone();
         let prepared = blocking(move || this.prepare(req)).await?;
-        // A bounded channel: when the client goes away, sending fails and the work's
-        // result is dropped. (Threshold and Islands take well under a second, so their
-        // work is not interrupted; long effects will poll a cancel flag.)
+        // A bounded channel: when the client goes away, the watcher below sets the
+        // cancel flag that the effect polls, so the work stops instead of running on.
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_CAPACITY);
         let effect = prepared.spec.name;
+        let progress_tx = tx.clone();
+        // Progress comes from the blocking pool: `try_send` never blocks the effect, and
+        // progress events that find the channel full are dropped (the next one follows).
+        let control = Control::new(
+            Arc::new(AtomicBool::new(false)),
+            Some(Arc::new(move |fraction: f64, message: &str| {
+                let _ = progress_tx.try_send(Ok(progress_event(fraction, message.to_string())));
+            })),
+        );
+        let watcher = {
+            let control = control.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                tx.closed().await;
+                control.cancel();
+            })
+        };
+        let this = self.clone();
         tokio::spawn(async move {
-            let progress = |fraction: f64, message: String| {
-                Ok(pb::ApplyEffectEvent {
-                    event: Some(pb::apply_effect_event::Event::Progress(pb::Progress {
-                        fraction,
-                        message,
-                    })),
-                })
-            };
             if tx
-                .send(progress(0.0, format!("{effect}: started")))
+                .send(Ok(progress_event(0.0, format!("{effect}: started"))))
                 .await
                 .is_err()
             {
+                control.cancel();
+                watcher.abort();
                 return;
             }
-            let result = blocking(move || prepared.run()).await;
+            let run_control = control.clone();
+            let result = blocking(move || prepared.run(&run_control, &this)).await;
             let event = result.map(|r| pb::ApplyEffectEvent {
                 event: Some(pb::apply_effect_event::Event::Result(r)),
             });
             if tx
-                .send(progress(1.0, format!("{effect}: done")))
+                .send(Ok(progress_event(1.0, format!("{effect}: done"))))
                 .await
                 .is_ok()
             {
                 let _ = tx.send(event).await;
             }
+            watcher.abort();
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -334,6 +358,66 @@ impl pb::engine_server::Engine for EngineService {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    type DownloadVolumeStream = ReceiverStream<Result<pb::VolumeChunk, Status>>;
+
+    async fn download_volume(
+        &self,
+        request: Request<pb::GetVolumeRequest>,
+    ) -> Result<Response<Self::DownloadVolumeStream>, Status> {
+        let v = self.volume(&request.into_inner().volume_id)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_CAPACITY);
+        tokio::spawn(async move {
+            let first = pb::VolumeChunk {
+                volume: Some(volume_ref(&v)),
+                ..Default::default()
+            };
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            // One chunk at a time, converted on the blocking pool, so a client that goes
+            // away stops the download after at most one chunk.
+            let total = v.bytes() as usize;
+            let mut offset = 0;
+            while offset < total {
+                let end = (offset + super::EXPORT_CHUNK_BYTES).min(total);
+                let vv = v.clone();
+                let chunk =
+                    tokio::task::spawn_blocking(move || vv.volume.le_bytes_range(offset..end))
+                        .await
+                        .map_err(|e| Status::internal(format!("download: {e}")));
+                let msg = chunk.map(|data| pb::VolumeChunk {
+                    volume: None,
+                    data: data.into(),
+                    offset: offset as u64,
+                });
+                let failed = msg.is_err();
+                if tx.send(msg).await.is_err() || failed {
+                    return;
+                }
+                offset = end;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn progress_event(fraction: f64, message: String) -> pb::ApplyEffectEvent {
+    pb::ApplyEffectEvent {
+        event: Some(pb::apply_effect_event::Event::Progress(pb::Progress {
+            fraction,
+            message,
+        })),
+    }
+}
+
+/// Sets a request's cancel flag when dropped (the client cancelled the unary call).
+struct CancelOnDrop(Control);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// An effect request, decoded and checked, ready to run off the async runtime.
@@ -346,7 +430,7 @@ struct Prepared {
     ids: Vec<String>,
     selected: Option<usize>,
     selected_id: String,
-    point_kji: Option<[usize; 3]>,
+    points_kji: Vec<[usize; 3]>,
     parameters: BTreeMap<String, String>,
     masking: Option<Masking>,
     encoding: pb::MaskEncoding,
@@ -405,24 +489,17 @@ impl EngineService {
             ids.push(s.id.clone());
         }
         let selected = ids.iter().position(|id| *id == req.selected_segment_id);
-        let point_kji = match req.point.and_then(|p| p.position) {
-            None => None,
-            Some(pb::point::Position::Ijk(p)) => Some([p.k as usize, p.j as usize, p.i as usize]),
-            Some(pb::point::Position::Lps(p)) => {
-                let ijk = geometry.lps_to_index([p.x, p.y, p.z]).ok_or_else(|| {
-                    Status::invalid_argument("point: the volume's geometry is degenerate")
-                })?;
-                // Slicer rounds with floor(x + 0.5).
-                let r = ijk.map(|x| (x + 0.5).floor());
-                if (0..3).any(|a| !(r[a] >= 0.0 && r[a] < size[a] as f64)) {
-                    return Err(Status::invalid_argument(format!(
-                        "point ({}, {}, {}) mm LPS is outside the volume (index {:?})",
-                        p.x, p.y, p.z, ijk
-                    )));
-                }
-                Some([r[2] as usize, r[1] as usize, r[0] as usize])
-            }
-        };
+        let mut points_kji = Vec::with_capacity(1 + req.points.len());
+        for (n, p) in req.point.iter().chain(&req.points).enumerate() {
+            let kji = match p.position {
+                None => continue,
+                Some(pb::point::Position::Ijk(p)) => [p.k as usize, p.j as usize, p.i as usize],
+                Some(pb::point::Position::Lps(p)) => geometry
+                    .nearest_voxel_kji([p.x, p.y, p.z], size)
+                    .map_err(|e| Status::invalid_argument(format!("point {n}: {e}")))?,
+            };
+            points_kji.push(kji);
+        }
         let masking = if req.apply_masking {
             Some(masking_from_pb(req.masking.as_ref(), &ids)?)
         } else {
@@ -441,7 +518,7 @@ impl EngineService {
             ids,
             selected,
             selected_id: req.selected_segment_id,
-            point_kji,
+            points_kji,
             parameters: req.parameters.into_iter().collect(),
             masking,
             encoding,
@@ -450,30 +527,58 @@ impl EngineService {
 }
 
 impl Prepared {
-    fn run(mut self) -> Result<pb::ApplyEffectResponse, Status> {
+    fn run(
+        mut self,
+        control: &Control,
+        engine: &EngineService,
+    ) -> Result<pb::ApplyEffectResponse, Status> {
         let started = Instant::now();
         let output = catalog::run(
-            &self.spec,
-            &EffectRequest {
+            self.spec.name,
+            &RunInput {
                 source: self.source.as_ref().map(|v| &v.volume),
+                geometry: &self.geometry,
                 segments: &self.segments.masks,
                 visible: &self.segments.visible,
+                segment_ids: &self.ids,
                 selected: self.selected,
-                point_kji: self.point_kji,
+                points_kji: &self.points_kji,
                 parameters: &self.parameters,
+                control,
             },
         )
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        .map_err(effect_status)?;
         let compute_seconds = started.elapsed().as_secs_f64();
+        let source_name = self
+            .source
+            .as_ref()
+            .map(|v| v.name.clone())
+            .unwrap_or_default();
+        let mut volumes = Vec::with_capacity(output.volumes.len());
+        for v in &output.volumes {
+            let name = if v.name.is_empty() {
+                source_name.clone()
+            } else {
+                v.name.clone()
+            };
+            volumes.push(engine.cache_volume(v.volume.clone(), name, Vec::new())?);
+        }
         let selected_name = self
             .selected
             .map(|n| self.names[n].clone())
             .unwrap_or_else(|| self.selected_id.clone());
         let mut response = pb::ApplyEffectResponse {
-            modifiers: modifiers_to_pb(&output, &selected_name, &self.geometry, self.encoding),
+            modifiers: modifiers_to_pb(
+                &output,
+                &selected_name,
+                &self.ids,
+                &self.geometry,
+                self.encoding,
+            ),
             reported: output.reported.iter().cloned().collect(),
             segments: Vec::new(),
             compute_seconds,
+            volumes,
         };
         if let Some(masking) = &self.masking {
             let (changed, selected) = apply_output(
@@ -485,7 +590,7 @@ impl Prepared {
                 masking,
                 self.source.as_ref().map(|v| &v.volume),
             )
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(effect_status)?;
             for n in changed {
                 let id = match self.ids.get(n) {
                     Some(id) => id.clone(),
@@ -510,9 +615,19 @@ impl Prepared {
     }
 }
 
+/// An effect's error as a status: cancelled, not supported, or a bad request.
+fn effect_status(e: EffectError) -> Status {
+    match e {
+        EffectError::Cancelled => Status::cancelled("the effect was cancelled"),
+        EffectError::Internal(m) => Status::internal(m),
+        other => Status::invalid_argument(other.to_string()),
+    }
+}
+
 fn modifiers_to_pb(
     output: &EffectOutput,
     selected_name: &str,
+    ids: &[String],
     g: &Geometry,
     encoding: pb::MaskEncoding,
 ) -> Vec<pb::Modifier> {
@@ -520,13 +635,18 @@ fn modifiers_to_pb(
         .modifiers
         .iter()
         .map(|m| {
-            let (new_segment, new_segment_name) = match &m.target {
-                Target::Selected => (false, String::new()),
-                Target::NewSegment { suffix } => (true, format!("{selected_name}{suffix}")),
+            let (new_segment, new_segment_name, target_segment_id) = match &m.target {
+                Target::Selected => (false, String::new(), String::new()),
+                Target::NewSegment { suffix } => {
+                    (true, format!("{selected_name}{suffix}"), String::new())
+                }
+                Target::Segment(n) => (false, String::new(), ids[*n].clone()),
             };
             pb::Modifier {
                 new_segment,
                 new_segment_name,
+                target_segment_id,
+                bypass_masking: m.bypass_masking,
                 mode: match m.mode {
                     ModificationMode::Set => pb::ModificationMode::Set,
                     ModificationMode::Add => pb::ModificationMode::Add,
@@ -613,6 +733,7 @@ fn effect_to_pb(e: &EffectSpec) -> pb::EffectInfo {
                     ParamType::Integer => pb::ParameterType::Integer,
                     ParamType::Boolean => pb::ParameterType::Boolean,
                     ParamType::Choice(_) => pb::ParameterType::Choice,
+                    ParamType::Segment => pb::ParameterType::Segment,
                 } as i32,
                 default_value: p.default.into(),
                 minimum: p.minimum,
@@ -652,6 +773,7 @@ fn effect_to_pb(e: &EffectSpec) -> pb::EffectInfo {
             .collect(),
         inputs: e.inputs.iter().map(input).collect(),
         long_running: e.long_running,
+        produces_volume: e.produces_volume,
         reported: e
             .reported
             .iter()

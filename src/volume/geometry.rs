@@ -110,6 +110,40 @@ impl Geometry {
         Some(mat_vec(inv, d))
     }
 
+    /// The voxel whose centre is nearest to the LPS point `lps`, as `[k, j, i]` on a
+    /// lattice of `size_ijk` voxels, rounding each index with `floor(x + 0.5)` as Slicer
+    /// does for clicks.
+    ///
+    /// # Errors
+    /// A message naming the point and the lattice when the point is outside it, or when
+    /// the geometry is degenerate.
+    pub fn nearest_voxel_kji(
+        &self,
+        lps: [f64; 3],
+        size_ijk: [usize; 3],
+    ) -> Result<[usize; 3], String> {
+        let ijk = self
+            .lps_to_index(lps)
+            .ok_or_else(|| "the volume's geometry is degenerate".to_string())?;
+        let r = ijk.map(|x| (x + 0.5).floor());
+        if (0..3).any(|a| !(r[a] >= 0.0 && r[a] < size_ijk[a] as f64)) {
+            return Err(format!(
+                "point ({}, {}, {}) mm LPS is outside the volume of {} x {} x {} voxels \
+                 (index {:.2}, {:.2}, {:.2})",
+                lps[0],
+                lps[1],
+                lps[2],
+                size_ijk[0],
+                size_ijk[1],
+                size_ijk[2],
+                ijk[0],
+                ijk[1],
+                ijk[2]
+            ));
+        }
+        Ok([r[2] as usize, r[1] as usize, r[0] as usize])
+    }
+
     /// The 3x3 matrix `direction · diag(spacing)`.
     pub fn index_to_lps_matrix(&self) -> [[f64; 3]; 3] {
         let mut m = self.direction;

@@ -204,6 +204,38 @@ impl AnyVolume {
             out
         })
     }
+
+    /// Bytes `range` of [`AnyVolume::to_le_bytes`], without making the rest: the range is
+    /// clipped to the volume, and a value cut by either end is cut in the output too.
+    pub fn le_bytes_range(&self, range: std::ops::Range<usize>) -> Vec<u8> {
+        let size = self.scalar_type().size();
+        with_volume!(self, v => {
+            let total = v.len() * size;
+            let (start, end) = (range.start.min(total), range.end.min(total));
+            if start >= end {
+                return Vec::new();
+            }
+            let (first, last) = (start / size, end.div_ceil(size));
+            let mut out = Vec::with_capacity((last - first) * size);
+            let flat = v.data.as_slice();
+            match flat {
+                Some(flat) => {
+                    for x in &flat[first..last] {
+                        x.write_le(&mut out);
+                    }
+                }
+                None => {
+                    for x in v.data.iter().skip(first).take(last - first) {
+                        x.write_le(&mut out);
+                    }
+                }
+            }
+            let skip = start - first * size;
+            out.drain(..skip);
+            out.truncate(end - start);
+            out
+        })
+    }
 }
 
 fn scalar_type_of<T: Scalar>(_: &Volume<T>) -> ScalarType {
@@ -229,6 +261,25 @@ impl<T: Scalar> From<Volume<T>> for AnyVolume {
 mod tests {
     use super::*;
     use ndarray::Array3;
+
+    #[test]
+    fn byte_ranges_are_slices_of_the_whole() {
+        let v: AnyVolume = Volume::new(
+            ndarray::Array3::from_shape_fn((2, 3, 4), |(k, j, i)| {
+                (k * 100 + j * 10 + i) as i16 - 50
+            }),
+            Default::default(),
+        )
+        .into();
+        let all = v.to_le_bytes();
+        for (a, b) in [(0, 48), (3, 17), (47, 48), (10, 10), (40, 99)] {
+            assert_eq!(
+                v.le_bytes_range(a..b),
+                all[a.min(48)..b.min(48)].to_vec(),
+                "{a}..{b}"
+            );
+        }
+    }
 
     #[test]
     fn any_volume_reports_type_and_range() {

@@ -74,6 +74,11 @@ class EngineStub:
                 request_serializer=segkit_dot_v1_dot_engine__pb2.ExportRequest.SerializeToString,
                 response_deserializer=segkit_dot_v1_dot_engine__pb2.ExportChunk.FromString,
                 _registered_method=True)
+        self.DownloadVolume = channel.unary_stream(
+                '/segkit.v1.Engine/DownloadVolume',
+                request_serializer=segkit_dot_v1_dot_engine__pb2.GetVolumeRequest.SerializeToString,
+                response_deserializer=segkit_dot_v1_dot_engine__pb2.VolumeChunk.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -141,6 +146,14 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadVolume(self, request, context):
+        """Streams a cached volume back (a volume an effect made, such as Mask volume's output):
+        first a message with its VolumeRef, then the voxel bytes in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +196,11 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.Export,
                     request_deserializer=segkit_dot_v1_dot_engine__pb2.ExportRequest.FromString,
                     response_serializer=segkit_dot_v1_dot_engine__pb2.ExportChunk.SerializeToString,
+            ),
+            'DownloadVolume': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadVolume,
+                    request_deserializer=segkit_dot_v1_dot_engine__pb2.GetVolumeRequest.FromString,
+                    response_serializer=segkit_dot_v1_dot_engine__pb2.VolumeChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +419,33 @@ class Engine:
             '/segkit.v1.Engine/Export',
             segkit_dot_v1_dot_engine__pb2.ExportRequest.SerializeToString,
             segkit_dot_v1_dot_engine__pb2.ExportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/segkit.v1.Engine/DownloadVolume',
+            segkit_dot_v1_dot_engine__pb2.GetVolumeRequest.SerializeToString,
+            segkit_dot_v1_dot_engine__pb2.VolumeChunk.FromString,
             options,
             channel_credentials,
             insecure,
