@@ -88,6 +88,7 @@ class PreparedEffect:
     selected_segment_id: str
     point: Optional[Tuple[int, int, int]] = None   # lattice index (i, j, k)
     stream: bool = False
+    more_points: List[Tuple[int, int, int]] = field(default_factory=list)   # after `point`
 
     def request(self, encoding: str = mask_codec.RUNS):
         """The ApplyEffectRequest (without volume_id: the client fills it in)."""
@@ -107,6 +108,9 @@ class PreparedEffect:
         if self.point is not None:
             i, j, k = self.point
             req.point.ijk.i, req.point.ijk.j, req.point.ijk.k = int(i), int(j), int(k)
+        for i, j, k in self.more_points:
+            p = req.points.add()
+            p.ijk.i, p.ijk.j, p.ijk.k = int(i), int(j), int(k)
         return req
 
 
@@ -118,6 +122,8 @@ class Modifier:
     mask: np.ndarray
     new_segment: bool = False
     new_segment_name: str = ""
+    target_segment_id: str = ""    # an existing segment other than the selected one
+    bypass_masking: bool = False   # Logical operators' BypassMasking
 
 
 @dataclass
@@ -304,8 +310,10 @@ class EditorContext:
     def save_state_for_undo(self) -> None:
         raise NotImplementedError
 
-    def modify_segment(self, segment_id: str, modifier_image, mode: str, selected: bool) -> None:
-        """Applies a modifier with Slicer's masking and overwrite rules."""
+    def modify_segment(self, segment_id: str, modifier_image, mode: str, selected: bool,
+                       bypass_masking: bool = False) -> None:
+        """Applies a modifier with Slicer's masking and overwrite rules (with
+        `bypass_masking`, only the editable intensity range applies, as in Slicer)."""
         raise NotImplementedError
 
     def visible_segment_ids(self) -> List[str]:
@@ -374,7 +382,8 @@ class LogicContext(EditorContext):
     def save_state_for_undo(self) -> None:
         self.logic.SaveStateForUndo()
 
-    def modify_segment(self, segment_id, modifier_image, mode, selected) -> None:
+    def modify_segment(self, segment_id, modifier_image, mode, selected,
+                       bypass_masking=False) -> None:
         modes = {
             "Set": self.logic.ModificationModeSet,
             "Add": self.logic.ModificationModeAdd,
@@ -383,7 +392,7 @@ class LogicContext(EditorContext):
         }
         # isPerSegment=True, bypassMasking=False: exactly modifySelectedSegmentByLabelmap.
         self.logic.ModifySegmentByLabelmap(self.segmentation_node, segment_id, modifier_image,
-                                           modes[mode], True, False)
+                                           modes[mode], True, bool(bypass_masking))
 
 
 # ---------------------------------------------------------------------------------------
@@ -423,9 +432,11 @@ class EngineLogic:
     # -- step 1: main thread ------------------------------------------------------------------
 
     def prepare(self, context: EditorContext, effect: str, parameters: Mapping[str, object],
-                point_ijk: Optional[Sequence[int]] = None) -> PreparedEffect:
+                point_ijk: Optional[Sequence[int]] = None,
+                points_ijk: Optional[Sequence[Sequence[int]]] = None) -> PreparedEffect:
         """Reads what the effect needs from the Segment Editor's state. `point_ijk` is an
-        index of the reference image (as `xyToIjk` answers it)."""
+        index of the reference image (as `xyToIjk` answers it); `points_ijk` several, in
+        order (a Paint stroke), the first taking the place of `point_ijk`."""
         from .client import SourceVolume
 
         info = self.effect_info(effect)
@@ -469,19 +480,23 @@ class EngineLogic:
                     id=sid, name=segment.GetName() or sid, visible=sid in visible,
                     mask=arrays[sid], color=tuple(segment.GetColor())))
 
-        point = None
-        if point_ijk is not None:
-            point = tuple(int(point_ijk[a]) - start[a] for a in range(3))
-            if any(not 0 <= point[a] < lattice.size[a] for a in range(3)):
-                raise ValueError(f"point {tuple(point_ijk)} is outside the reference extent "
+        clicked = [point_ijk] if point_ijk is not None else []
+        clicked += list(points_ijk or [])
+        points = []
+        for p in clicked:
+            q = tuple(int(p[a]) - start[a] for a in range(3))
+            if any(not 0 <= q[a] < lattice.size[a] for a in range(3)):
+                raise ValueError(f"point {tuple(p)} is outside the reference extent "
                                  f"{tuple(reference.GetExtent())}")
-        elif spec.needs_point(merged):
+            points.append(q)
+        point = points[0] if points else None
+        if point is None and spec.needs_point(merged):
             raise ValueError(f"{info.name} with these parameters needs a clicked point")
 
         return PreparedEffect(
             effect=info.name, parameters=values, lattice=lattice, extent_start=tuple(start),
             source=source, segments=segments, selected_segment_id=context.selected_segment_id,
-            point=point, stream=info.long_running)
+            point=point, stream=info.long_running, more_points=points[1:])
 
     # -- step 2: any thread -------------------------------------------------------------------
 
@@ -500,7 +515,9 @@ class EngineLogic:
                 mode=MODE_NAMES[m.mode],
                 mask=mask_from_pb(m.mask, prepared.lattice, f"modifier {n}"),
                 new_segment=m.new_segment,
-                new_segment_name=m.new_segment_name))
+                new_segment_name=m.new_segment_name,
+                target_segment_id=getattr(m, "target_segment_id", ""),
+                bypass_masking=bool(getattr(m, "bypass_masking", False))))
         return result
 
     # -- step 3: main thread ------------------------------------------------------------------
@@ -518,6 +535,12 @@ class EngineLogic:
         selected = context.selected_segment_id
         if context.segmentation_node.GetSegmentation().GetSegment(selected) is None:
             raise EngineResultError(f"segment {selected!r} was removed while the engine was working")
+        segmentation = context.segmentation_node.GetSegmentation()
+        for m in result.modifiers:
+            if m.target_segment_id and segmentation.GetSegment(m.target_segment_id) is None:
+                raise EngineResultError(
+                    f"segment {m.target_segment_id!r} was removed while the engine was working")
+        # One undo step for the whole result, however many segments it changes.
         context.save_state_for_undo()
         changed = []
         for m in result.modifiers:
@@ -525,9 +548,12 @@ class EngineLogic:
             if m.new_segment:
                 target = add_segment_in_layer(context.segmentation_node, selected,
                                               m.new_segment_name or "Segment")
+            elif m.target_segment_id:
+                target = m.target_segment_id
             else:
                 target = selected
-            context.modify_segment(target, image, m.mode, selected=not m.new_segment)
+            context.modify_segment(target, image, m.mode, selected=target == selected,
+                                   bypass_masking=m.bypass_masking)
             if target not in changed:
                 changed.append(target)
         result.changed_segment_ids = changed
@@ -559,12 +585,13 @@ class EngineLogic:
 
     def apply(self, effect: str, params: Mapping[str, object], source_volume_node, segmentation_node,
               segment_id: str, segment_editor_node=None,
-              point_ijk: Optional[Sequence[int]] = None) -> EffectResult:
+              point_ijk: Optional[Sequence[int]] = None,
+              points_ijk: Optional[Sequence[Sequence[int]]] = None) -> EffectResult:
         """Runs `effect` on segment `segment_id` as the Segment Editor would, with the
         masking settings of `segment_editor_node` (Slicer's defaults when None)."""
         context = self.editor_context(source_volume_node, segmentation_node, segment_id,
                                       segment_editor_node)
-        prepared = self.prepare(context, effect, params, point_ijk)
+        prepared = self.prepare(context, effect, params, point_ijk, points_ijk)
         result = self.run(prepared)
         self.commit(context, result)
         return result

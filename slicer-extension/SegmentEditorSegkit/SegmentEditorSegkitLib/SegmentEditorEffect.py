@@ -50,7 +50,7 @@ class EffectContext(EditorContext):
     def save_state_for_undo(self):
         self.effect.saveStateForUndo()
 
-    def modify_segment(self, segment_id, modifier_image, mode, selected):
+    def modify_segment(self, segment_id, modifier_image, mode, selected, bypass_masking=False):
         modes = {
             "Set": slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet,
             "Add": slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeAdd,
@@ -58,11 +58,13 @@ class EffectContext(EditorContext):
             "RemoveAll": slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeRemoveAll,
         }
         current = self.effect.parameterSetNode().GetSelectedSegmentID()
-        if selected and current == segment_id:
+        if selected and current == segment_id and not bypass_masking:
             self.effect.modifySelectedSegmentByLabelmap(modifier_image, modes[mode])
         else:
-            # A new segment, or the user selected another segment while the engine worked.
-            self.effect.modifySegmentByLabelmap(self.segmentation_node, segment_id, modifier_image, modes[mode])
+            # A new segment, another segment of the result, bypassed masking, or the user
+            # selected another segment while the engine worked.
+            self.effect.modifySegmentByLabelmap(self.segmentation_node, segment_id, modifier_image,
+                                                modes[mode], bool(bypass_masking))
 
 
 class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
