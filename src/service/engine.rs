@@ -16,17 +16,18 @@ use crate::Error;
 use ndarray::Array3;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-/// The engine's state: the volume cache.
+/// The engine's state: the volume cache, and how many effects are computing.
 #[derive(Debug, Clone)]
 pub struct EngineService {
     cache: Arc<VolumeCache>,
+    running: Arc<AtomicUsize>,
 }
 
 impl EngineService {
@@ -34,6 +35,7 @@ impl EngineService {
     pub fn new(cache_bytes: u64) -> Self {
         EngineService {
             cache: Arc::new(VolumeCache::new(cache_bytes)),
+            running: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -113,6 +115,7 @@ impl pb::engine_server::Engine for EngineService {
             upload_chunk_bytes: super::UPLOAD_CHUNK_BYTES as u64,
             cache_bytes: self.cache.limit_bytes(),
             open_by_path: true,
+            effects_running: self.running.load(Ordering::Relaxed) as u32,
         }))
     }
 
@@ -411,6 +414,22 @@ fn progress_event(fraction: f64, message: String) -> pb::ApplyEffectEvent {
     }
 }
 
+/// Counts an effect computation while it lives.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Running(counter.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Sets a request's cancel flag when dropped (the client cancelled the unary call).
 struct CancelOnDrop(Control);
 
@@ -532,6 +551,7 @@ impl Prepared {
         control: &Control,
         engine: &EngineService,
     ) -> Result<pb::ApplyEffectResponse, Status> {
+        let _running = Running::new(&engine.running);
         let started = Instant::now();
         let output = catalog::run(
             self.spec.name,
