@@ -90,7 +90,7 @@ fn apply_refuses_unknown_effects_and_parameters() {
     segkit::io::nifti::write_volume(&vol, &v.into()).unwrap();
     let out = dir.path().join("out.nrrd");
     let (vol, out) = (vol.to_str().unwrap(), out.to_str().unwrap());
-    let o = segkit(&["apply", "paint", vol, "-o", out]);
+    let o = segkit(&["apply", "no-such-effect", vol, "-o", out]);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("unknown effect") && stderr(&o).contains("threshold"),
@@ -183,4 +183,73 @@ fn apply_threshold_then_islands_on_chest_ct() {
     );
     assert_eq!(comps.sizes.len(), 1);
     assert!(comps.sizes[0] >= 1000);
+}
+
+/// `--editable-area` and `--mask-segment` restrict where the selected segment changes, as
+/// Slicer's "Editable area" does.
+#[test]
+fn apply_honours_the_editable_area() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("v.nii");
+    let labels = dir.path().join("l.nii");
+    let g = segkit::volume::Geometry::default();
+    let data = ndarray::Array3::from_shape_vec((1, 1, 6), vec![0i16, 10, 20, 30, 40, 50]).unwrap();
+    segkit::io::nifti::write_volume(&vol, &segkit::volume::Volume::new(data, g).into()).unwrap();
+    let lm = ndarray::Array3::from_shape_vec((1, 1, 6), vec![1i16, 1, 1, 2, 2, 2]).unwrap();
+    segkit::io::nifti::write_volume(&labels, &segkit::volume::Volume::new(lm, g).into()).unwrap();
+    let run = |extra: &[&str]| -> Vec<u16> {
+        let out = dir.path().join("out.nii");
+        let mut args = vec![
+            "apply",
+            "threshold",
+            vol.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-p",
+            "MinimumThreshold=0",
+            "-p",
+            "MaximumThreshold=100",
+        ];
+        args.extend_from_slice(extra);
+        let o = segkit(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v = segkit::io::open(&out).unwrap().into_volume();
+        segkit::io::labelmap_from(&v, &out)
+            .unwrap()
+            .data
+            .iter()
+            .copied()
+            .collect()
+    };
+    // A new segment (label 3) inside segment 2 only: it takes segment 2's voxels.
+    assert_eq!(
+        run(&["--editable-area", "inside-segment", "--mask-segment", "2"]),
+        vec![1, 1, 1, 3, 3, 3]
+    );
+    // Outside all other segments: nothing is editable here.
+    assert_eq!(
+        run(&["--editable-area", "outside-all"]),
+        vec![1, 1, 1, 2, 2, 2]
+    );
+    // Intensity range 15..35 with overwrite none: only voxels 2 and 3, and segments overlap
+    // (the later label wins in the flattened output).
+    assert_eq!(
+        run(&["--intensity-range", "15,35", "--overwrite", "none"]),
+        vec![1, 1, 3, 3, 2, 2]
+    );
+    let o = segkit(&[
+        "apply",
+        "threshold",
+        vol.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "-o",
+        dir.path().join("x.nii").to_str().unwrap(),
+        "--editable-area",
+        "inside-segment",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--mask-segment"), "{}", stderr(&o));
 }

@@ -5,7 +5,7 @@
 //! and writes the whole label map after the effect.
 
 use crate::effects::catalog::{self, ParamType, RunInput};
-use crate::effects::masking::{apply_output, Masking, OverwriteMode, SegmentMasks};
+use crate::effects::masking::{apply_output, MaskMode, Masking, OverwriteMode, SegmentMasks};
 use crate::effects::{flatten_masks, Control};
 use crate::error::{Error, Result};
 use crate::io::{self, Dataset};
@@ -54,6 +54,12 @@ pub struct ApplyArgs {
     /// Which other segments the edit may take voxels from.
     #[arg(long, value_enum, default_value = "all")]
     overwrite: Overwrite,
+    /// Where the selected segment may change (Slicer's "Editable area").
+    #[arg(long, value_enum, default_value = "everywhere")]
+    editable_area: EditableArea,
+    /// The segment (label) of `--editable-area inside-segment`.
+    #[arg(long, value_name = "LABEL")]
+    mask_segment: Option<u16>,
     /// Editable intensity range `MIN,MAX` (inclusive): voxels outside it do not change.
     #[arg(long, value_name = "MIN,MAX")]
     intensity_range: Option<String>,
@@ -63,6 +69,22 @@ pub struct ApplyArgs {
     /// Print the effect's own compute time as a last line `{"effect_seconds": S}`.
     #[arg(long)]
     time: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EditableArea {
+    /// Everywhere (Slicer's default).
+    Everywhere,
+    /// Inside any segment, the selected one included.
+    InsideAll,
+    /// Inside any visible segment (all segments of the label map are visible).
+    InsideVisible,
+    /// Outside every other segment.
+    OutsideAll,
+    /// Outside every other visible segment.
+    OutsideVisible,
+    /// Inside the segment given by `--mask-segment`.
+    InsideSegment,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -205,7 +227,26 @@ pub fn apply(args: &ApplyArgs) -> Result<()> {
     }
 
     let masking = Masking {
-        mask_mode: Default::default(),
+        mask_mode: match args.editable_area {
+            EditableArea::Everywhere => MaskMode::Everywhere,
+            EditableArea::InsideAll => MaskMode::InsideAllSegments,
+            EditableArea::InsideVisible => MaskMode::InsideVisibleSegments,
+            EditableArea::OutsideAll => MaskMode::OutsideAllSegments,
+            EditableArea::OutsideVisible => MaskMode::OutsideVisibleSegments,
+            EditableArea::InsideSegment => {
+                let label = args.mask_segment.ok_or_else(|| {
+                    Error::InvalidArgument(
+                        "--editable-area inside-segment needs --mask-segment LABEL".into(),
+                    )
+                })?;
+                let n = labels.iter().position(|&l| l == label).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "--mask-segment {label}: no such label in --labels (labels: {labels:?})"
+                    ))
+                })?;
+                MaskMode::InsideSingleSegment(n)
+            }
+        },
         overwrite_mode: match args.overwrite {
             Overwrite::All => OverwriteMode::AllSegments,
             Overwrite::Visible => OverwriteMode::VisibleSegments,

@@ -11,6 +11,12 @@ pub fn test_data() -> Option<PathBuf> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
     if dir.is_dir() {
         Some(dir)
+    } else if std::env::var("SEGKIT_REQUIRE_DATA").as_deref() == Ok("1") {
+        // scripts/test (and so CI) requires the data: a skipped test is a missing test.
+        panic!(
+            "test data folder {} not found and SEGKIT_REQUIRE_DATA=1",
+            dir.display()
+        );
     } else {
         eprintln!(
             "SKIP: test data folder {} not found (set SEGKIT_TEST_DATA)",
