@@ -507,3 +507,201 @@ async fn graceful_shutdown_completes() {
     // And the port is free: nothing listens there any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// An upload stream of little-endian `bytes` on a lattice of `size` voxels (i, j, k) with
+/// the test geometry's origin, spacing and direction.
+fn raw_upload_messages(
+    size: [u32; 3],
+    scalar: pb::ScalarType,
+    bytes: &[u8],
+    chunk: usize,
+) -> Vec<pb::UploadVolumeRequest> {
+    let mut geometry = geometry_pb();
+    geometry.size = size.to_vec();
+    let mut msgs = vec![pb::UploadVolumeRequest {
+        part: Some(pb::upload_volume_request::Part::Header(pb::VolumeHeader {
+            geometry: Some(geometry),
+            scalar_type: scalar as i32,
+            total_bytes: bytes.len() as u64,
+            name: "raw".into(),
+        })),
+        offset: 0,
+    }];
+    for (n, c) in bytes.chunks(chunk).enumerate() {
+        msgs.push(pb::UploadVolumeRequest {
+            part: Some(pb::upload_volume_request::Part::Data(
+                bytes::Bytes::copy_from_slice(c),
+            )),
+            offset: (n * chunk) as u64,
+        });
+    }
+    msgs
+}
+
+/// DownloadVolume, checked as the proto describes it: the VolumeRef in the first message
+/// only, then the bytes in order. Answers the ref, the bytes and the number of chunks.
+async fn download(
+    client: &mut EngineClient<Channel>,
+    id: &str,
+) -> Result<(pb::VolumeRef, Vec<u8>, usize), tonic::Status> {
+    let mut stream = client
+        .download_volume(pb::GetVolumeRequest {
+            volume_id: id.to_string(),
+        })
+        .await?
+        .into_inner();
+    let mut volume = None;
+    let mut data = Vec::new();
+    let mut chunks = 0;
+    while let Some(msg) = stream.message().await? {
+        match (&volume, msg.volume) {
+            (None, Some(v)) => volume = Some(v),
+            (None, None) => panic!("the first message carries no VolumeRef"),
+            (Some(_), Some(_)) => panic!("a VolumeRef after the first message"),
+            (Some(_), None) => {}
+        }
+        if !msg.data.is_empty() {
+            assert_eq!(msg.offset, data.len() as u64, "chunks in order");
+            data.extend_from_slice(&msg.data);
+            chunks += 1;
+        }
+    }
+    Ok((volume.expect("a VolumeRef"), data, chunks))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_gives_back_the_uploaded_volume() {
+    let engine = TestEngine::start(None).await;
+    let mut client = engine.client().await;
+
+    // The CT: one chunk.
+    let ct = ct();
+    let id = upload(&mut client, &ct, 1000).await;
+    let (vref, data, _) = download(&mut client, &id).await.expect("download");
+    let expected: Vec<u8> = ct.iter().flat_map(|x| x.to_le_bytes()).collect();
+    assert_eq!(vref.volume_id, id);
+    let header = vref.header.expect("a header");
+    assert_eq!(header.geometry, Some(geometry_pb()));
+    assert_eq!(header.scalar_type, pb::ScalarType::Int16 as i32);
+    assert_eq!(header.total_bytes, expected.len() as u64);
+    assert_eq!(data, expected);
+    assert_eq!(
+        (vref.minimum_value, vref.maximum_value),
+        (
+            f64::from(*ct.iter().min().unwrap()),
+            f64::from(*ct.iter().max().unwrap())
+        )
+    );
+
+    // 2.5 MB of float32: several chunks, bytes unchanged (NaN payloads and signs included).
+    let size = [160u32, 128, 32];
+    let n = size.iter().map(|&s| s as usize).product::<usize>();
+    let mut values: Vec<f32> = (0..n).map(|x| (x as f32 * 0.37).sin() * 1e3).collect();
+    values[7] = f32::from_bits(0x7fc0_1234);
+    values[8] = -0.0;
+    let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let big = client
+        .upload_volume(tokio_stream::iter(raw_upload_messages(
+            size,
+            pb::ScalarType::Float32,
+            &bytes,
+            1 << 20,
+        )))
+        .await
+        .expect("upload")
+        .into_inner();
+    let (vref, data, chunks) = download(&mut client, &big.volume_id)
+        .await
+        .expect("download");
+    assert!(chunks > 1, "{chunks} chunk(s) for {} bytes", bytes.len());
+    assert_eq!(
+        vref.header.expect("a header").total_bytes,
+        bytes.len() as u64
+    );
+    assert!(
+        data == bytes,
+        "the downloaded bytes differ from the uploaded ones"
+    );
+
+    // Unknown and empty ids.
+    let e = download(&mut client, "0123456789abcdef0123456789abcdef")
+        .await
+        .expect_err("unknown id");
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    let e = download(&mut client, "").await.expect_err("no id");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    drop(client);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_go_away_mid_call_leave_the_engine_serving() {
+    let engine = TestEngine::start(None).await;
+    let mut client = engine.client().await;
+    // A volume large enough that the effect is still running when the client leaves.
+    let size = [256u32, 256, 96];
+    let n = size.iter().map(|&s| s as usize).product::<usize>();
+    let bytes: Vec<u8> = (0..n)
+        .flat_map(|x| (((x * 2_654_435_761) >> 7) as i16 % 1000).to_le_bytes())
+        .collect();
+    let id = client
+        .upload_volume(tokio_stream::iter(raw_upload_messages(
+            size,
+            pb::ScalarType::Int16,
+            &bytes,
+            4 << 20,
+        )))
+        .await
+        .expect("upload")
+        .into_inner()
+        .volume_id;
+    let request = || pb::ApplyEffectRequest {
+        effect: "Threshold".into(),
+        volume_id: id.clone(),
+        parameters: params(&[("MinimumThreshold", "-200"), ("MaximumThreshold", "300")]),
+        ..Default::default()
+    };
+
+    for _ in 0..5 {
+        // A stream dropped after its first event.
+        let mut stream = client
+            .apply_effect_stream(request())
+            .await
+            .expect("stream")
+            .into_inner();
+        let first = stream.message().await.expect("an event").expect("one");
+        assert!(matches!(
+            first.event,
+            Some(pb::apply_effect_event::Event::Progress(_))
+        ));
+        drop(stream);
+        // A unary call given up before its answer.
+        let mut other = client.clone();
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(1), other.apply_effect(request())).await;
+        drop(gave_up);
+    }
+
+    // Still serving: information, and a whole stream with its result.
+    let info = client
+        .get_engine_info(pb::GetEngineInfoRequest {})
+        .await
+        .expect("serving")
+        .into_inner();
+    assert_eq!(info.api_version, "segkit.v1");
+    let mut stream = client
+        .apply_effect_stream(request())
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut last = None;
+    while let Some(e) = stream.message().await.expect("event") {
+        last = e.event;
+    }
+    let Some(pb::apply_effect_event::Event::Result(r)) = last else {
+        panic!("the stream did not end with its result: {last:?}");
+    };
+    assert_eq!(r.modifiers.len(), 1);
+    drop(client);
+    engine.stop().await;
+}

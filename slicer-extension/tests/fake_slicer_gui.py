@@ -4,7 +4,8 @@ extension's Qt classes headless.
 
 The stand-ins record what the classes do (widgets, properties, signal connections) and
 forward the Segment Editor services (`defaultModifierLabelmap`, `sourceVolumeImageData`,
-`saveStateForUndo`, `modifySelectedSegmentByLabelmap`, `modifySegmentByLabelmap`) to a real
+`saveStateForUndo`, `modifySelectedSegmentByLabelmap`, `modifySegmentByLabelmap` with its
+`bypassMasking` argument) to a real
 `vtkSlicerSegmentEditorLogic`: in Slicer these services are that same C++ logic, so the
 effect's edits go through Slicer's own masking here too. What cannot be checked this way
 is PythonQt itself (layouts, painting), which needs a Slicer build.
@@ -126,6 +127,9 @@ class ComboBox(Widget):
     def itemData(self, index, role=None):
         return self.items[index][1] if 0 <= index < len(self.items) else None
 
+    def itemText(self, index):
+        return self.items[index][0] if 0 <= index < len(self.items) else ""
+
     def setItemData(self, *args):
         pass
 
@@ -226,6 +230,7 @@ class ScriptedEffect:
         self.parameters: Dict[str, str] = {}
         self.options: List = []
         self.undo_states = 0
+        self.calls: List[tuple] = []   # (service, segment id, mode, bypassMasking)
 
     # parameters (Slicer prefixes them with the effect name; not needed here)
     def parameter(self, name):
@@ -266,10 +271,19 @@ class ScriptedEffect:
 
     def modifySelectedSegmentByLabelmap(self, image, mode):
         segment_id = self.parameterSetNode().GetSelectedSegmentID()
+        self.calls.append(("modifySelectedSegmentByLabelmap", segment_id, mode, False))
         self.logic.ModifySegmentByLabelmap(self.segmentation_node, segment_id, image, mode, True, False)
 
-    def modifySegmentByLabelmap(self, segmentation_node, segment_id, image, mode):
-        self.logic.ModifySegmentByLabelmap(segmentation_node, segment_id, image, mode, True, False)
+    def modifySegmentByLabelmap(self, segmentation_node, segment_id, image, mode, bypassMasking=False):
+        # qSlicerSegmentEditorAbstractEffect::modifySegmentByLabelmap(segmentationNode,
+        # segmentID, modifierLabelmap, modificationMode, bypassMasking=false): the logic's
+        # ModifySegmentByLabelmap with the effect's perSegment flag.
+        self.calls.append(("modifySegmentByLabelmap", segment_id, mode, bool(bypassMasking)))
+        self.logic.ModifySegmentByLabelmap(segmentation_node, segment_id, image, mode, True, bool(bypassMasking))
+
+
+# What the effect asked the slice views to show (setSliceViewerLayers keyword arguments).
+shown: List[dict] = []
 
 
 def install(monkeypatch, slicer_module):
@@ -292,5 +306,9 @@ def install(monkeypatch, slicer_module):
     monkeypatch.setattr(slicer_module, "app", Widget(), raising=False)
     errors: List[str] = []
     monkeypatch.setattr(slicer_module.util, "errorDisplay", lambda text, *a, **k: errors.append(text))
+    # No slice views here: record what the effect asks them to show.
+    shown.clear()
+    monkeypatch.setattr(slicer_module.util, "setSliceViewerLayers",
+                        lambda **kwargs: shown.append(kwargs), raising=False)
     Settings.store = {}
     return errors

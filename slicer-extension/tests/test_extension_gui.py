@@ -184,3 +184,102 @@ def test_module_starts_a_local_engine_and_shows_health(gui, monkeypatch, segkit_
     finally:
         widget.onStop()
     assert widget.logic.localEngine is None and widget.startButton.enabled
+
+
+# ---------------------------------------------------------------------------------------
+# SEGMENT parameters, bypassed masking and new volumes, on a made-up engine (fake_engine)
+
+
+def fake_world(small, name):
+    import fake_engine as fe
+
+    scene, volume, _ = small
+    w = ref.World(scene, volume, name, segments=(("a", "A"), ("b", "B"), ("c", "C")))
+    for sid, mask in fe.blocks().items():
+        w.paint(sid, mask)
+    w.set_masking(mask_mode="OutsideAllSegments", intensity=(-200, 600))
+    w.select("a")
+    return w
+
+
+@pytest.fixture
+def small():
+    import fake_engine as fe
+
+    return fe.small_scene()
+
+
+def test_segment_parameters_are_segment_selectors(gui, monkeypatch, small):
+    import fake_engine as fe
+    from segkit_slicer.logic import EngineLogic
+
+    engine_world, slicer_world = fake_world(small, "selector (engine)"), fake_world(small, "selector (slicer)")
+    before = {sid: engine_world.mask(sid).copy() for sid in ("a", "b", "c")}
+    engine_world.select("a")    # mask() selects the segment it reads
+    logic = EngineLogic(client=fe.FakeClient())
+    effect, scripted = make_effect(engine_world, logic, monkeypatch)
+    assert effect.spec.name == "FakeLogical"
+    combo = effect.rows["ModifierSegmentID"][1]
+    assert combo.items == [("(none)", ""), ("A", "a"), ("B", "b"), ("C", "c")]
+    assert combo.currentIndex == 0
+
+    combo.currentIndex = combo.findData("b")
+    assert scripted.parameters["FakeLogical.ModifierSegmentID"] == "b"
+    # Segments added, renamed and removed rebuild the selector (observers on the segmentation).
+    segmentation = engine_world.seg.GetSegmentation()
+    segmentation.AddEmptySegment("d", "D")
+    assert combo.items[-1] == ("D", "d") and combo.itemData(combo.currentIndex) == "b"
+    segmentation.GetSegment("c").SetName("Cee")
+    assert ("Cee", "c") in combo.items
+    segmentation.RemoveSegment("b")
+    assert [v for _, v in combo.items] == ["", "a", "c", "d"]
+    assert combo.currentIndex == 0 and scripted.parameters["FakeLogical.ModifierSegmentID"] == ""
+    segmentation.RemoveSegment("d")
+
+    # Union with c, masking bypassed: through modifySegmentByLabelmap(..., bypassMasking).
+    combo.currentIndex = combo.findData("c")
+    assert effect.rows["BypassMasking"][1].checked     # the schema's default, "1"
+    effect.onApply()
+    run_until_idle(effect)
+    assert gui == [] and effect.resultLabel.text.startswith("Done in")
+    request = logic.client.requests[-1]
+    assert request.parameters["ModifierSegmentID"] == "c" and request.parameters["BypassMasking"] == "1"
+    assert scripted.calls == [("modifySegmentByLabelmap", "a", ref.ADD, True)]
+    slicer_world.logic.SaveStateForUndo()
+    slicer_world.logic.ModifySegmentByLabelmap(slicer_world.seg, "a", slicer_world.modifier(before["c"]), ref.ADD,
+                                               True, True)
+    assert np.array_equal(engine_world.mask("a"), slicer_world.mask("a"))
+    assert not np.array_equal(engine_world.mask("a"), before["a"])
+    effect.deactivate()
+    assert effect.observedSegmentation is None
+
+
+def test_new_volume_is_added_shown_and_named(gui, monkeypatch, small):
+    import fake_engine as fe
+    from segkit_slicer.logic import EngineLogic
+
+    scene, volume, _ = small
+    world = fake_world(small, "mask volume")
+    logic = EngineLogic(client=fe.FakeClient())
+    effect, scripted = make_effect(world, logic, monkeypatch)
+    effect.effectCombo.currentIndex = effect.effectCombo.findData("FakeMaskVolume")
+    assert effect.spec.produces_volume and "new volume" in effect.helpLabel.text
+    effect.onApply()
+    run_until_idle(effect)
+    assert gui == []
+    nodes = [scene.GetNthNodeByClass(n, "vtkMRMLScalarVolumeNode")
+             for n in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))]
+    made = [n for n in nodes if n.GetName() == "Small masked"]
+    assert len(made) == 1
+    assert f'new volume "Small masked" ({made[0].GetID()})' in effect.resultLabel.text
+    assert fake.shown == [{"background": made[0], "fit": False}]
+    assert scripted.undo_states == 0     # no segment changed: no undo step
+
+    operation = effect.rows["Operation"][1]
+    operation.currentIndex = operation.findData("FILL_INSIDE_AND_OUTSIDE")
+    effect.onApply()
+    run_until_idle(effect)
+    label = scene.GetFirstNodeByName("Small label")
+    assert label is not None and label.GetClassName() == "vtkMRMLLabelMapVolumeNode"
+    assert fake.shown[-1] == {"label": label, "fit": False}
+    assert f'new label map "Small label" ({label.GetID()})' in effect.resultLabel.text

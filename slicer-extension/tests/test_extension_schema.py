@@ -100,3 +100,28 @@ def test_a_new_engine_effect_needs_no_python_change():
 def test_unknown_effect_names_the_known_ones(effects):
     with pytest.raises(KeyError, match="Threshold"):
         schema.find_effect(effects, "Paint")
+
+
+def test_segment_parameters_and_volume_effects():
+    """A SEGMENT parameter is a segment selector: "(none)" = "", then the segments by name
+    with their ids as values; a segment that is gone falls back to none. `produces_volume`
+    reaches the spec."""
+    info = pb.EffectInfo(name="Logical", cli_name="logical", produces_volume=True,
+                         inputs=[pb.EFFECT_INPUT_SELECTED_SEGMENT])
+    info.parameters.add(name="ModifierSegmentID", type=pb.PARAMETER_TYPE_SEGMENT, default_value="")
+    spec = schema.effect_spec(info)
+    p = spec.parameter("ModifierSegmentID")
+    assert p.kind == schema.SEGMENT and p.default == "" and spec.produces_volume
+    assert p.normalize("Segment_2") == "Segment_2"
+    assert spec.request_parameters({"ModifierSegmentID": "Segment_2"}) == {"ModifierSegmentID": "Segment_2"}
+    segments = [("Segment_1", "Liver"), ("Segment_2", "")]
+    assert schema.segment_items(segments) == (("(none)", ""), ("Liver", "Segment_1"), ("Segment_2", "Segment_2"))
+    assert schema.segment_value("Segment_2", segments) == "Segment_2"
+    assert schema.segment_value("Segment_9", segments) == ""
+    assert set(schema.KNOWN_PARAMETER_TYPES) == {v for v in pb.ParameterType.values() if v != 0}
+
+
+def test_every_engine_parameter_type_is_known(effects):
+    for info in effects:
+        for p in info.parameters:
+            assert p.type in schema.KNOWN_PARAMETER_TYPES, (info.name, p.name, p.type)

@@ -429,3 +429,68 @@ def test_apply_masking_creates_the_selected_segment(stub, pb, volume, volume_arr
     _, got = _masked(stub, pb, volume, three_segments, pb.Masking(), selected="brand-new")
     after = {"sel": sel & (1 - m), "vis": vis & (1 - m), "hid": hid & (1 - m), "brand-new": m}
     _expect_segments(got, {"sel": sel, "vis": vis, "hid": hid}, after)
+
+
+# ---------------------------------------------------------------------------------------
+# More points (ApplyEffectRequest.points), streams ending, answers without volumes
+
+
+def _lps_text(x: float) -> str:
+    return f"{x:g}"
+
+
+def _names_point(details: str, n: int, coords) -> bool:
+    """The message names the point: its position in the request ("point N", `point` = 0,
+    `points[m]` = m + 1) or its coordinates."""
+    d = details.lower()
+    return f"point {n}" in d or all(_lps_text(c) in d for c in coords)
+
+
+def test_more_points_in_ijk_and_lps_are_decoded(stub, pb, seg):
+    """Points after `point` may be indices or LPS positions, mixed; a click effect keeps the
+    island under the first one (`point`), whatever the others are."""
+    isl = cl.islands6(seg)
+    others = [_lps(pb, (8.0, 8.0, 4.0)), _ijk(pb, 2, 2, 2), _lps(pb, (0.2, 0.3, 5.4))]
+    r = _islands(stub, pb, seg, {"Operation": "KEEP_SELECTED_ISLAND"}, point=_ijk(pb, 5, 6, 1))
+    r_more = _apply(stub, pb, "Islands", None, {"Operation": "KEEP_SELECTED_ISLAND"},
+                    [cl.segment(pb, "sel", seg, LATTICE)], "sel", point=_lps(pb, (5.2, 6.4, 1.3)),
+                    points=others)
+    np.testing.assert_array_equal(_only_modifier(pb, r, "SET"), isl[1])
+    np.testing.assert_array_equal(_only_modifier(pb, r_more, "SET"), isl[1])
+
+
+@pytest.mark.parametrize("kind", ["ijk", "lps"])
+def test_a_point_outside_the_volume_is_refused_naming_it(stub, pb, seg, expect_error, kind):
+    """Any point outside the lattice, even one after a valid `point`, is INVALID_ARGUMENT
+    with a message that names the point (its place in the request or its coordinates)."""
+    if kind == "ijk":
+        bad, coords = _ijk(pb, 40, 6, 1), (40, 6, 1)
+    else:
+        bad = _lps(pb, (5.0, 6.0, 9.0))   # k = 9 of 6 slices
+        coords = tuple(float(x) for x in LATTICE.ijk_to_lps((5.0, 6.0, 9.0)))
+    req = pb.ApplyEffectRequest(effect="Islands", segments=[cl.segment(pb, "sel", seg, LATTICE)],
+                                selected_segment_id="sel", parameters={"Operation": "KEEP_SELECTED_ISLAND"})
+    req.point.CopyFrom(_ijk(pb, 5, 6, 1))
+    req.points.extend([_ijk(pb, 1, 1, 1), bad])
+    e = expect_error(lambda: stub.ApplyEffect(req, timeout=30), grpc.StatusCode.INVALID_ARGUMENT, "point")
+    assert _names_point(e.details(), 2, coords), e.details()
+
+
+@pytest.mark.parametrize("effect, params, needs", [
+    ("Threshold", {"MinimumThreshold": "-10", "MaximumThreshold": "700"}, "volume"),
+    ("Islands", {"Operation": "REMOVE_SMALL_ISLANDS", "MinimumSize": "5"}, "segment"),
+])
+def test_apply_effect_stream_ends_with_progress_1_then_the_result(stub, pb, volume, seg, effect, params, needs):
+    """The last two events of ApplyEffectStream are a progress of 1.0 and the result; an
+    effect that makes no volume answers none."""
+    req = pb.ApplyEffectRequest(effect=effect, parameters=params)
+    if needs == "volume":
+        req.volume_id = volume.volume_id
+    else:
+        req.segments.append(cl.segment(pb, "sel", seg, LATTICE))
+        req.selected_segment_id = "sel"
+    events = list(stub.ApplyEffectStream(req, timeout=60))
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[-2:] == ["progress", "result"], kinds
+    assert events[-2].progress.fraction == 1.0
+    assert len(events[-1].result.modifiers) >= 1 and list(events[-1].result.volumes) == []

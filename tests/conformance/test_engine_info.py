@@ -78,6 +78,10 @@ def _check_value(pb, p, value, what):
         values = [c.value for c in p.choices]
         assert value in values, f"{what}: {value!r} is not among {values}"
         return None
+    if t == pb.PARAMETER_TYPE_SEGMENT:
+        # A segment id exists only in a request: a schema's default can only be "none".
+        assert value == "", f"{what}: a SEGMENT default must be '' (none), not {value!r}"
+        return None
     assert t == pb.PARAMETER_TYPE_STRING, f"{what}: type {t} is not a known ParameterType"
     return None
 
@@ -181,3 +185,15 @@ def test_effect_is_found_by_either_name(stub, pb, volume, name):
         timeout=30,
     )
     assert len(r.modifiers) == 1
+
+
+def test_parameter_types_and_produces_volume(pb, effects):
+    """Every parameter type is one of the contract's ParameterType values (a client builds a
+    widget for each), and `produces_volume` says which effects answer new volumes: neither
+    Threshold nor Islands does."""
+    known = set(pb.ParameterType.values()) - {pb.PARAMETER_TYPE_UNSPECIFIED}
+    for e in effects.values():
+        for p in e.parameters:
+            assert p.type in known, f"{e.name}.{p.name}: type {p.type} is not in {sorted(known)}"
+        assert isinstance(e.produces_volume, bool)
+    assert not effects["Threshold"].produces_volume and not effects["Islands"].produces_volume

@@ -192,3 +192,53 @@ def test_evicted_volume_is_not_found_then_uploads_again(segkit_bin, pbs, tmp_pat
     finally:
         channel.close()
         assert proc.stop() == 0, proc.log_text()
+
+
+# ---------------------------------------------------------------------------------------
+# DownloadVolume
+
+
+def _download(stub, pb, volume_id):
+    """The DownloadVolume stream, checked: the VolumeRef in the first message only, then the
+    bytes in order (each offset = the bytes received so far). Answers (ref, bytes)."""
+    chunks = list(stub.DownloadVolume(pb.GetVolumeRequest(volume_id=volume_id), timeout=120))
+    assert chunks and chunks[0].HasField("volume"), "the first message carries the VolumeRef"
+    ref = chunks[0].volume
+    data = bytearray(chunks[0].data)
+    assert chunks[0].offset == 0 or not chunks[0].data
+    for c in chunks[1:]:
+        assert not c.HasField("volume"), "a VolumeRef after the first message"
+        assert c.offset == len(data), f"chunk at offset {c.offset}, {len(data)} bytes received so far"
+        data += c.data
+    return ref, bytes(data)
+
+
+@pytest.mark.parametrize("dtype, shape", [("int16", None), ("uint8", None), ("float32", None),
+                                          ("float64", None), ("int16", (128, 128, 40))])
+def test_download_gives_back_the_uploaded_bytes_and_header(stub, pb, volume, volume_array, dtype, shape):
+    """Uploading then downloading gives the same little-endian [k][j][i] bytes and the same
+    header (geometry, scalar type, total bytes), the same id and value range; a volume of
+    more than a megabyte comes in several chunks."""
+    lat = LATTICE if shape is None else cl.Lattice(size=shape, origin=(1.5, -2.0, 30.0), spacing=(0.8, 0.8, 2.5))
+    if shape is None and dtype == "int16":
+        arr, up = volume_array, volume
+    else:
+        rng = np.random.default_rng(17)
+        arr = (rng.random(lat.shape) * 2000 - 1000).astype(dtype)
+        up = cl.upload(stub, pb, arr, lat, chunk_bytes=65536)
+    ref, data = _download(stub, pb, up.volume_id)
+    assert ref.volume_id == up.volume_id
+    cl.assert_same_lattice(ref.header.geometry, lat)
+    assert ref.header.scalar_type == pb.ScalarType.Value(cl.SCALAR_TYPES[np.dtype(dtype)])
+    assert ref.header.total_bytes == arr.nbytes == len(data)
+    assert data == np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+    assert (ref.minimum_value, ref.maximum_value) == (arr.min(), arr.max())
+
+
+def test_download_of_an_unknown_volume_is_not_found(stub, pb, expect_error):
+    """DownloadVolume of an id the engine does not hold is NOT_FOUND; without an id,
+    INVALID_ARGUMENT."""
+    expect_error(lambda: stub.DownloadVolume(pb.GetVolumeRequest(volume_id="f" * 32), timeout=10),
+                 grpc.StatusCode.NOT_FOUND, "f" * 32)
+    expect_error(lambda: stub.DownloadVolume(pb.GetVolumeRequest(volume_id=""), timeout=10),
+                 (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND))

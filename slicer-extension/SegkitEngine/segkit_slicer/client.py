@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Hashable, Iterable, Iterator, List, Optional
+from typing import Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional
 
 import grpc
 import numpy as np
 
-from .geometry import Lattice, little_endian_bytes, scalar_type_name
+from .geometry import Lattice, little_endian_bytes, numpy_dtype, scalar_type_name
 from .proto.segkit.v1 import engine_pb2 as pb
 from .proto.segkit.v1 import engine_pb2_grpc as pb_grpc
 
@@ -86,6 +86,22 @@ class SourceVolume:
             h.update(memoryview(little_endian_bytes(self.array)).cast("B"))
             self._digest = h.hexdigest()
         return self._digest
+
+
+class DownloadedVolume(NamedTuple):
+    """A volume fetched with `EngineClient.download_volume`: its `[k][j][i]` voxels (native
+    byte order, the dtype of its ScalarType) and the engine's `VolumeRef`."""
+
+    array: np.ndarray
+    ref: object   # pb.VolumeRef
+
+    @property
+    def lattice(self) -> Lattice:
+        return Lattice.from_pb(self.ref.header.geometry)
+
+    @property
+    def name(self) -> str:
+        return self.ref.header.name
 
 
 class VolumeCache:
@@ -320,6 +336,57 @@ class EngineClient:
                 return False
             raise
 
+    def download_volume(self, volume_id: str) -> DownloadedVolume:
+        """The voxels and `VolumeRef` of a volume the engine holds (one an effect made,
+        `ApplyEffectResponse.volumes`). The stream is checked against its first message:
+        chunks in order without gaps, exactly `header.total_bytes` bytes, which must be the
+        lattice's voxel count times the size of `header.scalar_type`. An id the engine no
+        longer holds raises EngineError NOT_FOUND; `cancel()` stops the download."""
+        method = "DownloadVolume"
+        self._connect()
+        call = self._stub.DownloadVolume(pb.GetVolumeRequest(volume_id=volume_id),
+                                         metadata=self._metadata())
+        self._track(call)
+        try:
+            ref, dtype, data, received = None, None, None, 0
+            for chunk in call:
+                if ref is None:
+                    if not chunk.HasField("volume"):
+                        raise EngineError(method, grpc.StatusCode.DATA_LOSS,
+                                          f"volume {volume_id}: the first message carries no VolumeRef")
+                    ref = chunk.volume
+                    dtype, data = _download_buffer(method, volume_id, ref)
+                elif chunk.HasField("volume"):
+                    raise EngineError(method, grpc.StatusCode.DATA_LOSS,
+                                      f"volume {volume_id}: a second VolumeRef after the first message")
+                if not chunk.data:
+                    continue
+                if chunk.offset != received:
+                    raise EngineError(method, grpc.StatusCode.DATA_LOSS,
+                                      f"volume {volume_id}: chunk at offset {chunk.offset}, expected {received}")
+                end = received + len(chunk.data)
+                if end > len(data):
+                    raise EngineError(method, grpc.StatusCode.DATA_LOSS,
+                                      f"volume {volume_id}: {end} bytes received, more than the "
+                                      f"{len(data)} the header declares")
+                data[received:end] = chunk.data
+                received = end
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                raise EngineError(method, grpc.StatusCode.CANCELLED, "cancelled by the user") from None
+            raise _engine_error(method, e) from None
+        finally:
+            self._untrack(call)
+        if ref is None:
+            raise EngineError(method, grpc.StatusCode.DATA_LOSS,
+                              f"volume {volume_id}: the stream ended without a VolumeRef")
+        if received != len(data):
+            raise EngineError(method, grpc.StatusCode.DATA_LOSS,
+                              f"volume {volume_id}: {received} bytes received, the header declares {len(data)}")
+        lattice = Lattice.from_pb(ref.header.geometry)
+        array = np.frombuffer(data, dtype=dtype.newbyteorder("<")).reshape(lattice.shape)
+        return DownloadedVolume(array.astype(dtype, copy=False), ref)
+
     def volume_id(self, source: SourceVolume, force_upload: bool = False) -> str:
         """The engine's id of `source`, uploading it unless this client already did."""
         if not force_upload:
@@ -438,6 +505,23 @@ class EngineClient:
                 yield chunk.data
         except grpc.RpcError as e:
             raise _engine_error("Export", e) from None
+
+
+def _download_buffer(method: str, volume_id: str, ref):
+    """The dtype and a zeroed buffer of the size a VolumeRef's header declares, checked
+    against its lattice and scalar type."""
+    header = ref.header
+    try:
+        dtype = numpy_dtype(pb.ScalarType.Name(header.scalar_type))
+        lattice = Lattice.from_pb(header.geometry)
+    except ValueError as e:
+        raise EngineError(method, grpc.StatusCode.DATA_LOSS, f"volume {volume_id}: {e}") from None
+    expected = lattice.voxels * dtype.itemsize
+    if header.total_bytes != expected:
+        raise EngineError(method, grpc.StatusCode.DATA_LOSS,
+                          f"volume {volume_id}: total_bytes is {header.total_bytes} but "
+                          f"{lattice.size} voxels of {dtype} need {expected}")
+    return dtype, bytearray(expected)
 
 
 def _engine_error(method: str, e: grpc.RpcError) -> EngineError:

@@ -291,6 +291,14 @@ def scalar_type_name(dtype) -> str:
         raise ValueError(f"voxel type {d} has no engine scalar type") from None
 
 
+def numpy_dtype(scalar_type: str) -> np.dtype:
+    """The numpy dtype (native byte order) of a proto ScalarType name."""
+    for dtype, name in _NUMPY_TO_SCALAR.items():
+        if name == scalar_type:
+            return dtype
+    raise ValueError(f"unknown voxel type {scalar_type}")
+
+
 def little_endian_bytes(array: np.ndarray) -> np.ndarray:
     """A C-ordered little-endian view (or copy) of `array`, as the contract requires."""
     a = np.ascontiguousarray(array)

@@ -11,7 +11,9 @@ The work is split in three steps so the Slicer effect can keep its GUI responsiv
    into plain numpy arrays.
 2. `EngineLogic.run` (any thread): uploads the source if the engine does not hold it yet,
    calls the engine, decodes the modifiers. No VTK or MRML object is touched.
-3. `EngineLogic.commit` (main thread): saves state for undo and applies each modifier.
+3. `EngineLogic.commit` (main thread): saves state for undo and applies each modifier,
+   all of them in one undo step (a result may change several segments), then adds the
+   volumes the effect made (Mask volume) to the scene.
 
 `EngineLogic.apply` does the three in a row on a `vtkSlicerSegmentEditorLogic`, for
 scripts, the Python console and tests::
@@ -126,6 +128,31 @@ class Modifier:
     bypass_masking: bool = False   # Logical operators' BypassMasking
 
 
+# A volume whose name ends with one of these (any case) and whose voxels are integers
+# becomes a label map volume node: Slicer's own names for label volumes ("CT label" from
+# CreateAndAddLabelVolume, "CT-label.nrrd"). The contract has no flag for it yet.
+LABEL_MAP_SUFFIXES = (" label", "-label", "_label")
+
+
+def is_label_map(name: str, dtype) -> bool:
+    """Whether a volume an effect made is shown as a label map (`LABEL_MAP_SUFFIXES`)."""
+    return (np.issubdtype(np.dtype(dtype), np.integer)
+            and name.lower().endswith(LABEL_MAP_SUFFIXES))
+
+
+@dataclass
+class OutputVolume:
+    """A volume an effect made: its `[k][j][i]` voxels on `lattice` (LPS), downloaded off
+    the GUI thread; `node_id` is filled by `commit`."""
+
+    name: str
+    array: np.ndarray
+    lattice: Lattice
+    volume_id: str = ""          # the engine's id (its cache holds it)
+    label_map: bool = False      # `is_label_map`: a vtkMRMLLabelMapVolumeNode
+    node_id: str = ""
+
+
 @dataclass
 class EffectResult:
     effect: str
@@ -134,7 +161,13 @@ class EffectResult:
     modifiers: List[Modifier] = field(default_factory=list)
     reported: Dict[str, float] = field(default_factory=dict)
     compute_seconds: float = 0.0
+    volumes: List[OutputVolume] = field(default_factory=list)
     changed_segment_ids: List[str] = field(default_factory=list)   # filled by commit
+
+    @property
+    def volume_node_ids(self) -> List[str]:
+        """The scene ids of the volumes `commit` added."""
+        return [v.node_id for v in self.volumes if v.node_id]
 
 
 def mask_to_pb(mask: np.ndarray, lattice: Lattice, encoding: str = "smallest"):
@@ -288,6 +321,44 @@ def add_segment_in_layer(segmentation_node, layer_segment_id: str, name: str) ->
     return segment_id
 
 
+def add_volume_node(segmentation_node, output: OutputVolume):
+    """A new volume node in the segmentation's scene holding `output`: a
+    vtkMRMLLabelMapVolumeNode when `output.label_map`, else a vtkMRMLScalarVolumeNode, with
+    the IJK->RAS matrix of its LPS lattice and display nodes. The lattice is in the
+    coordinates of the segmentation (the engine worked on the source aligned to the
+    segmentation's reference geometry), so the node goes under the segmentation's parent
+    transform."""
+    import slicer
+    import vtk
+    from vtk.util import numpy_support
+
+    from .geometry import numpy_to_vtk_matrix
+
+    scene = segmentation_node.GetScene()
+    if scene is None:
+        raise EngineResultError("the segmentation is in no scene: nowhere to add the new volume")
+    array = np.ascontiguousarray(output.array)
+    if tuple(array.shape) != output.lattice.shape:
+        raise EngineResultError(f"volume {output.name!r}: voxels of shape {array.shape} on a lattice "
+                                f"of shape {output.lattice.shape}")
+    image = vtk.vtkImageData()
+    image.SetDimensions(*output.lattice.size)
+    scalars = numpy_support.numpy_to_vtk(array.reshape(-1), deep=True,
+                                         array_type=numpy_support.get_vtk_array_type(array.dtype))
+    scalars.SetName("ImageScalars")
+    image.GetPointData().SetScalars(scalars)
+    node = slicer.vtkMRMLLabelMapVolumeNode() if output.label_map else slicer.vtkMRMLScalarVolumeNode()
+    node.SetName(scene.GenerateUniqueName(output.name))
+    node.SetIJKToRASMatrix(numpy_to_vtk_matrix(output.lattice.index_to_ras()))
+    node.SetAndObserveImageData(image)
+    scene.AddNode(node)
+    node.CreateDefaultDisplayNodes()
+    transform_id = segmentation_node.GetTransformNodeID()
+    if transform_id:
+        node.SetAndObserveTransformNodeID(transform_id)
+    return node
+
+
 # ---------------------------------------------------------------------------------------
 # Where the Segment Editor's state comes from
 
@@ -318,6 +389,10 @@ class EditorContext:
 
     def visible_segment_ids(self) -> List[str]:
         return visible_segment_ids(self.segmentation_node)
+
+    def volume_added(self, volume_node, output: "OutputVolume") -> None:
+        """Called after `commit` added a volume the effect made to the scene; the Slicer
+        effect shows it in the slice views. Nothing here."""
 
     def source_key(self) -> Tuple[tuple, tuple]:
         """(node key, fingerprint) of the aligned source: which node and geometry it comes
@@ -516,48 +591,76 @@ class EngineLogic:
                 mask=mask_from_pb(m.mask, prepared.lattice, f"modifier {n}"),
                 new_segment=m.new_segment,
                 new_segment_name=m.new_segment_name,
-                target_segment_id=getattr(m, "target_segment_id", ""),
-                bypass_masking=bool(getattr(m, "bypass_masking", False))))
+                target_segment_id=m.target_segment_id,
+                bypass_masking=m.bypass_masking))
+        for n, ref in enumerate(reply.volumes):
+            result.volumes.append(self._download(ref, n))
         return result
+
+    def _download(self, ref, n: int) -> OutputVolume:
+        """Fetches volume `n` of an answer, checked against the VolumeRef the answer gave."""
+        got = self.client.download_volume(ref.volume_id)
+        lattice = got.lattice
+        if ref.HasField("header") and (
+                not Lattice.from_pb(ref.header.geometry).matches(lattice)
+                or ref.header.scalar_type != got.ref.header.scalar_type):
+            raise EngineResultError(
+                f"volume {n} ({ref.volume_id}): the engine sent another geometry or voxel type "
+                f"than its answer announced")
+        name = ref.header.name or got.name or f"{ref.volume_id[:8]}"
+        return OutputVolume(name=name, array=got.array, lattice=lattice, volume_id=ref.volume_id,
+                            label_map=is_label_map(name, got.array.dtype))
 
     # -- step 3: main thread ------------------------------------------------------------------
 
     def commit(self, context: EditorContext, result: EffectResult) -> List[str]:
-        """Saves state for undo and applies the modifiers in order; answers the IDs of the
-        segments modified (new ones included)."""
-        if not result.modifiers:
-            return []
+        """Saves state for undo and applies the modifiers in order (one undo step for all
+        of them, whichever segments they change), then adds the volumes the effect made to
+        the scene (`result.volumes[n].node_id`). Answers the IDs of the segments modified
+        (new ones included). Everything is checked before anything changes: a segment
+        removed while the engine worked refuses the whole result."""
+        if result.modifiers:
+            self._check_modifiers(context, result)
+        changed: List[str] = []
+        if result.modifiers:
+            lattice, start = image_lattice(context.reference_image())
+            selected = context.selected_segment_id
+            # One undo step for the whole result, however many segments it changes.
+            context.save_state_for_undo()
+            for m in result.modifiers:
+                image = new_image(lattice, start, m.mask)
+                if m.new_segment:
+                    target = add_segment_in_layer(context.segmentation_node, selected,
+                                                  m.new_segment_name or "Segment")
+                elif m.target_segment_id:
+                    target = m.target_segment_id
+                else:
+                    target = selected
+                context.modify_segment(target, image, m.mode, selected=target == selected,
+                                       bypass_masking=m.bypass_masking)
+                if target not in changed:
+                    changed.append(target)
+        result.changed_segment_ids = changed
+        for output in result.volumes:
+            if output.node_id:
+                continue   # committed already
+            node = add_volume_node(context.segmentation_node, output)
+            output.node_id = node.GetID()
+            context.volume_added(node, output)
+        return changed
+
+    def _check_modifiers(self, context: EditorContext, result: EffectResult) -> None:
         lattice, start = image_lattice(context.reference_image())
         if not lattice.matches(result.lattice) or tuple(start) != tuple(result.extent_start):
             raise EngineResultError(
                 "the segmentation's reference geometry changed while the engine was working: "
                 "apply the effect again")
-        selected = context.selected_segment_id
-        if context.segmentation_node.GetSegmentation().GetSegment(selected) is None:
-            raise EngineResultError(f"segment {selected!r} was removed while the engine was working")
         segmentation = context.segmentation_node.GetSegmentation()
-        for m in result.modifiers:
-            if m.target_segment_id and segmentation.GetSegment(m.target_segment_id) is None:
-                raise EngineResultError(
-                    f"segment {m.target_segment_id!r} was removed while the engine was working")
-        # One undo step for the whole result, however many segments it changes.
-        context.save_state_for_undo()
-        changed = []
-        for m in result.modifiers:
-            image = new_image(lattice, start, m.mask)
-            if m.new_segment:
-                target = add_segment_in_layer(context.segmentation_node, selected,
-                                              m.new_segment_name or "Segment")
-            elif m.target_segment_id:
-                target = m.target_segment_id
-            else:
-                target = selected
-            context.modify_segment(target, image, m.mode, selected=target == selected,
-                                   bypass_masking=m.bypass_masking)
-            if target not in changed:
-                changed.append(target)
-        result.changed_segment_ids = changed
-        return changed
+        selected = context.selected_segment_id
+        needed = {m.target_segment_id or selected for m in result.modifiers}
+        for sid in sorted(needed):
+            if segmentation.GetSegment(sid) is None:
+                raise EngineResultError(f"segment {sid!r} was removed while the engine was working")
 
     # -- headless use -------------------------------------------------------------------------
 
@@ -707,6 +810,7 @@ def write_atomically(path: str, data: bytes) -> None:
 
 __all__ = [
     "EngineLogic", "EditorContext", "LogicContext", "PreparedEffect", "EffectResult", "Modifier",
-    "SegmentInput", "EngineResultError", "segment_masks", "add_segment_in_layer",
+    "OutputVolume", "SegmentInput", "EngineResultError", "segment_masks", "add_segment_in_layer",
+    "add_volume_node", "is_label_map", "LABEL_MAP_SUFFIXES",
     "visible_segment_ids", "mask_to_pb", "mask_from_pb", "parameter_strings", "export_format",
 ]

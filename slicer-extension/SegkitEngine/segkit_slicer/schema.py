@@ -10,7 +10,9 @@ the rules here (not in the Qt class) lets them be tested without Qt:
 - a parameter is shown only when `visible_when_parameter` has one of
   `visible_when_values`;
 - an effect needs a click when it, or the selected value of one of its choices, lists
-  the POINT input.
+  the POINT input;
+- a SEGMENT parameter is chosen among the segmentation's segments (`segment_items`):
+  its value is a segment id, "" for none.
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 # Names of the proto enums, so this module does not need the generated code.
-DOUBLE, INTEGER, BOOLEAN, CHOICE, STRING = "double", "integer", "boolean", "choice", "string"
-_TYPES = {1: DOUBLE, 2: INTEGER, 3: BOOLEAN, 4: CHOICE, 5: STRING}
+DOUBLE, INTEGER, BOOLEAN, CHOICE, STRING, SEGMENT = (
+    "double", "integer", "boolean", "choice", "string", "segment")
+_TYPES = {1: DOUBLE, 2: INTEGER, 3: BOOLEAN, 4: CHOICE, 5: STRING, 6: SEGMENT}
+# The proto ParameterType values this client builds widgets for.
+KNOWN_PARAMETER_TYPES = frozenset(_TYPES)
+
+# The title of the "no segment" entry of a segment selector (value "").
+NO_SEGMENT_TITLE = "(none)"
 
 INPUT_SOURCE_VOLUME, INPUT_SELECTED_SEGMENT, INPUT_VISIBLE_SEGMENTS, INPUT_POINT = 1, 2, 3, 4
 
@@ -91,6 +99,7 @@ class EffectSpec:
     inputs: Tuple[int, ...]
     long_running: bool = False
     reported: Tuple[Tuple[str, str], ...] = ()
+    produces_volume: bool = False   # answers new volumes (Mask volume)
 
     def parameter(self, name: str) -> ParameterSpec:
         for p in self.parameters:
@@ -203,7 +212,19 @@ def effect_spec(info, source_range: Optional[Tuple[float, float]] = None,
         inputs=tuple(info.inputs),
         long_running=info.long_running,
         reported=tuple((r.name, r.help) for r in info.reported),
+        produces_volume=info.produces_volume,
     )
+
+
+def segment_items(segments: Sequence[Tuple[str, str]]) -> Tuple[Tuple[str, str], ...]:
+    """The entries of a SEGMENT parameter's selector, as (title, value): "(none)" with value
+    "" first, then each segment by name with its id as the value, in segment order."""
+    return ((NO_SEGMENT_TITLE, ""),) + tuple((name or sid, sid) for sid, name in segments)
+
+
+def segment_value(value: str, segments: Sequence[Tuple[str, str]]) -> str:
+    """A SEGMENT parameter's value kept only while its segment exists ("" otherwise)."""
+    return value if any(sid == value for sid, _ in segments) else ""
 
 
 def find_effect(effects: Sequence, name: str):

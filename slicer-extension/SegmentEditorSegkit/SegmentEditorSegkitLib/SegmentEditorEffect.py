@@ -8,6 +8,11 @@ result is applied on the main thread with `saveStateForUndo()` and
 `modifySelectedSegmentByLabelmap` / `modifySegmentByLabelmap`, so Slicer's editable area,
 intensity range, overwrite mode and undo apply unchanged.
 
+Parameters of type SEGMENT are combo boxes of the segmentation's segments (the value is a
+segment id, "(none)" is ""), rebuilt when segments are added, removed or renamed. Effects
+that make a volume (Mask volume) add it to the scene, show it in the slice views and name
+it in the result line.
+
 The class stays thin: gathering inputs, calling the engine and applying modifiers is
 `segkit_slicer.logic.EngineLogic` (prepare / run / commit), tested without Qt.
 """
@@ -66,6 +71,17 @@ class EffectContext(EditorContext):
             self.effect.modifySegmentByLabelmap(self.segmentation_node, segment_id, modifier_image,
                                                 modes[mode], bool(bypass_masking))
 
+    def volume_added(self, volume_node, output):
+        """Shows a volume the effect made: a label map as the slice views' label layer,
+        another volume as their background."""
+        try:
+            if output.label_map:
+                slicer.util.setSliceViewerLayers(label=volume_node, fit=False)
+            else:
+                slicer.util.setSliceViewerLayers(background=volume_node, fit=False)
+        except Exception as e:   # no slice views (a test, a custom layout): the node stays
+            logging.warning("Segkit: could not show %s: %s", volume_node.GetName(), e)
+
 
 class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     """Runs segkit engine effects in the Segment Editor."""
@@ -81,6 +97,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.call = None          # BackgroundCall in flight
         self.onCallDone = None
         self.sourceRange = None
+        self.observedSegmentation = None   # (node, [observer tags])
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_MS)
         self.timer.connect("timeout()", self.pollCall)
@@ -151,11 +168,73 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.cancelButton.connect("clicked()", self.onCancel)
 
     def activate(self):
+        self.observeSegmentation()
         if not self.effectInfos and self.call is None:
             self.refreshEffects()
 
     def deactivate(self):
-        pass  # a call in flight keeps running; its result is applied when it arrives
+        # A call in flight keeps running; its result is applied when it arrives.
+        self.observeSegmentation(stop=True)
+
+    # -- segments of SEGMENT parameters -----------------------------------------------------
+
+    def segmentationNode(self):
+        node = self.scriptedEffect.parameterSetNode()
+        return node.GetSegmentationNode() if node is not None else None
+
+    def segmentList(self):
+        """(id, name) of the segmentation's segments, in order."""
+        seg = self.segmentationNode()
+        if seg is None:
+            return []
+        segmentation = seg.GetSegmentation()
+        return [(sid, segmentation.GetSegment(sid).GetName()) for sid in segmentation.GetSegmentIDs()]
+
+    def observeSegmentation(self, stop=False):
+        """Rebuilds the segment selectors when segments are added, removed or renamed."""
+        wanted = None if stop else self.segmentationNode()
+        current = self.observedSegmentation[0] if self.observedSegmentation else None
+        if current is wanted:
+            return
+        if self.observedSegmentation:
+            node, tags = self.observedSegmentation
+            for tag in tags:
+                node.RemoveObserver(tag)
+            self.observedSegmentation = None
+        if wanted is not None:
+            events = (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
+                      slicer.vtkSegmentation.SegmentModified)
+            tags = [wanted.AddObserver(e, self.onSegmentsChanged) for e in events]
+            self.observedSegmentation = (wanted, tags)
+
+    def onSegmentsChanged(self, *unused):
+        self.updateSegmentSelectors()
+
+    def updateSegmentSelectors(self):
+        """Fills each SEGMENT parameter's combo box with the current segments (when they
+        changed), keeping the stored segment selected; a stored segment that is gone becomes
+        "(none)"."""
+        if self.spec is None or not self.rows:
+            return
+        segments = self.segmentList()
+        items = schema.segment_items(segments)
+        for p in self.spec.parameters:
+            if p.kind != schema.SEGMENT:
+                continue
+            label, w = self.rows[p.name]
+            key = self.parameterKey(p.name)
+            stored = self.scriptedEffect.parameter(key) if self.scriptedEffect.parameterDefined(key) else p.default
+            value = schema.segment_value(stored, segments)
+            wasBlocked = w.blockSignals(True)
+            if [(w.itemText(n), w.itemData(n)) for n in range(w.count)] != list(items):
+                w.clear()
+                for title, sid in items:
+                    w.addItem(title, sid)
+            index = w.findData(value)
+            w.currentIndex = index if index >= 0 else 0
+            w.blockSignals(wasBlocked)
+            if value != stored and self.scriptedEffect.parameterDefined(key):
+                self.scriptedEffect.setParameter(key, value)
 
     def setMRMLDefaults(self):
         self.scriptedEffect.setParameterDefault(ENGINE_EFFECT, "")
@@ -257,7 +336,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.scriptedEffect.setParameter(ENGINE_EFFECT, info.name)
         integerSource = self.updateSourceRange()
         self.spec = schema.effect_spec(info, self.sourceRange, integerSource)
-        self.helpLabel.text = self.spec.help
+        self.helpLabel.text = self.spec.help + (
+            " The result is a new volume in the scene." if self.spec.produces_volume else "")
         self.buildParameterWidgets()
         self.updateGUIFromMRML()
 
@@ -312,6 +392,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             w = qt.QCheckBox()
             w.connect("toggled(bool)", self.updateMRMLFromGUI)
             return w
+        if p.kind == schema.SEGMENT:
+            w = qt.QComboBox()   # filled by updateSegmentSelectors
+            w.connect("currentIndexChanged(int)", self.updateMRMLFromGUI)
+            return w
         if p.kind == schema.CHOICE:
             w = qt.QComboBox()
             for c in p.choices:
@@ -339,9 +423,13 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     def updateGUIFromMRML(self):
         if self.spec is None or not self.rows:
             return
+        self.observeSegmentation()
+        self.updateSegmentSelectors()
         values = self.currentValues()
         for p in self.spec.parameters:
             label, w = self.rows[p.name]
+            if p.kind == schema.SEGMENT:
+                continue   # set by updateSegmentSelectors
             wasBlocked = w.blockSignals(True)
             value = values[p.name]
             if p.kind == schema.DOUBLE:
@@ -372,6 +460,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 value = "1" if w.checked else "0"
             elif p.kind == schema.CHOICE:
                 value = w.itemData(w.currentIndex) or p.default
+            elif p.kind == schema.SEGMENT:
+                value = w.itemData(w.currentIndex) or ""
             else:
                 value = w.text
             values[p.name] = value
@@ -414,7 +504,13 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 slicer.util.errorDisplay(f"{self.spec.title}: {e}")
                 return
             reported = ", ".join(f"{k} {schema.format_number(v)}" for k, v in sorted(result.reported.items()))
-            self.resultLabel.text = f"Done in {result.compute_seconds:.2f} s" + (f": {reported}" if reported else "")
+            text = f"Done in {result.compute_seconds:.2f} s" + (f": {reported}" if reported else "")
+            for output in result.volumes:
+                node = context.segmentation_node.GetScene().GetNodeByID(output.node_id)
+                name = node.GetName() if node is not None else output.name
+                kind = "label map" if output.label_map else "volume"
+                text += f"; new {kind} \"{name}\" ({output.node_id})"
+            self.resultLabel.text = text
 
         self.startCall(lambda report: logic.run(prepared, on_progress=report), onDone, f"{self.spec.title}: running...")
 
