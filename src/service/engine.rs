@@ -284,16 +284,24 @@ impl pb::engine_server::Engine for EngineService {
             }
             let run_control = control.clone();
             let result = blocking(move || prepared.run(&run_control, &this)).await;
-            let event = result.map(|r| pb::ApplyEffectEvent {
-                event: Some(pb::apply_effect_event::Event::Result(r)),
-            });
-            if tx
-                .send(Ok(progress_event(1.0, format!("{effect}: done"))))
-                .await
-                .is_ok()
-            {
-                let _ = tx.send(event).await;
-            }
+            // Progress 1.0 only before a result; an error ends the stream by itself.
+            let event = match result {
+                Ok(r) => {
+                    if tx
+                        .send(Ok(progress_event(1.0, format!("{effect}: done"))))
+                        .await
+                        .is_err()
+                    {
+                        watcher.abort();
+                        return;
+                    }
+                    Ok(pb::ApplyEffectEvent {
+                        event: Some(pb::apply_effect_event::Event::Result(r)),
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(event).await;
             watcher.abort();
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -581,7 +589,13 @@ impl Prepared {
             } else {
                 v.name.clone()
             };
-            volumes.push(engine.cache_volume(v.volume.clone(), name, Vec::new())?);
+            let mut vref = engine.cache_volume(v.volume.clone(), name.clone(), Vec::new())?;
+            // The cache answers the entry it already held for the same voxels (named after
+            // whoever brought them first); this answer names this effect's output.
+            if let Some(h) = vref.header.as_mut() {
+                h.name = name;
+            }
+            volumes.push(vref);
         }
         let selected_name = self
             .selected
