@@ -25,8 +25,9 @@
 //!   **blocks** the fill: voxels outside it are neither filled nor crossed, so masking
 //!   changes connectivity, not only what is kept. The neighbourhood counts ignore it.
 //!
-//! The fill visits each voxel once (a span fill along `i`); the neighbourhood test runs
-//! only for voxels that are in range and reached, on a precomputed in-range mask.
+//! The fill visits each voxel once (a span fill along `i`); values are compared, and the
+//! neighbourhood test run, only for the voxels the fill reaches, so the work follows the
+//! size of the region and its border, not of the volume.
 //!
 //! # Example
 //! ```
@@ -48,7 +49,7 @@ use super::{
 };
 use crate::volume::Scalar;
 use crate::with_volume;
-use ndarray::{Array3, ArrayView3, Zip};
+use ndarray::{Array3, ArrayView3};
 
 /// VTK's tolerance on the neighbourhood ellipsoid's radius test.
 const RADIUS_TOLERANCE: f64 = 7.62939453125e-06;
@@ -101,6 +102,17 @@ pub fn flood_fill<T: Scalar>(
     editable: Option<ArrayView3<u8>>,
     control: &Control,
 ) -> Result<Array3<u8>, EffectError> {
+    fill_counted(source, seed_kji, params, editable, control).map(|(mask, _)| mask)
+}
+
+/// [`flood_fill`], with the number of voxels filled.
+fn fill_counted<T: Scalar>(
+    source: ArrayView3<T>,
+    seed_kji: [usize; 3],
+    params: &FloodFillingParams,
+    editable: Option<ArrayView3<u8>>,
+    control: &Control,
+) -> Result<(Array3<u8>, usize), EffectError> {
     let shape = source.dim();
     check_point(seed_kji, shape)?;
     if let Some(e) = &editable {
@@ -125,18 +137,20 @@ pub fn flood_fill<T: Scalar>(
     let v = source[seed_kji].to_f64();
     let lo = vtk_cast::<T>(v - params.intensity_tolerance);
     let hi = vtk_cast::<T>(v + params.intensity_tolerance);
-    let in_range: Vec<u8> = Zip::from(&source)
-        .par_map_collect(|x| u8::from(lo <= *x && *x <= hi))
-        .into_raw_vec_and_offset()
-        .0;
-    control.check()?;
-    let neighborhood = Neighborhood::new(params.neighborhood_size_mm);
+    // Voxel values are compared where the fill reaches, never over the whole volume: a
+    // click fills a small part of a large volume more often than not.
+    let contiguous = source.as_standard_layout();
+    let values = contiguous
+        .as_slice()
+        .ok_or_else(|| EffectError::Internal("a standard-layout array has no slice".into()))?;
+    let in_range = |x: T| lo <= x && x <= hi;
+    let neighborhood = Neighborhood::new(params.neighborhood_size_mm, shape);
     let accept = |idx: usize, kji: [usize; 3]| -> bool {
-        in_range[idx] != 0
+        in_range(values[idx])
             && editable.as_ref().is_none_or(|e| e[kji] != 0)
             && neighborhood
                 .as_ref()
-                .is_none_or(|n| n.passes(&in_range, shape, kji))
+                .is_none_or(|n| n.passes(values, shape, kji, in_range))
     };
     span_fill(shape, seed_kji, accept, control)
 }
@@ -155,11 +169,16 @@ fn vtk_cast<T: Scalar>(v: f64) -> T {
 /// The ellipsoid neighbourhood as rows along `i`: `(dk, dj, di_min, di_max)`.
 struct Neighborhood {
     rows: Vec<(isize, isize, isize, isize)>,
+    /// Half the box's side, `int(r + 0.5)`.
+    reach: usize,
+    /// Flat offsets of every neighbourhood voxel in the volume's C order, for voxels whose
+    /// whole box is inside the volume (no clipping to check).
+    offsets: Vec<isize>,
 }
 
 impl Neighborhood {
-    /// `None` when the test is off (`int(r + 0.5) == 0`).
-    fn new(radius: f64) -> Option<Self> {
+    /// `None` when the test is off (`int(r + 0.5) == 0`); `shape` is the volume's.
+    fn new(radius: f64, shape: (usize, usize, usize)) -> Option<Self> {
         let n = (radius + 0.5) as isize;
         if n <= 0 {
             return None;
@@ -182,13 +201,40 @@ impl Neighborhood {
                 }
             }
         }
-        Some(Neighborhood { rows })
+        let (_, nj, ni) = shape;
+        let offsets = rows
+            .iter()
+            .flat_map(|&(dk, dj, a, b)| {
+                (a..=b).map(move |di| (dk * nj as isize + dj) * ni as isize + di)
+            })
+            .collect();
+        Some(Neighborhood {
+            rows,
+            reach: n as usize,
+            offsets,
+        })
     }
 
     /// True when at least half of the neighbourhood voxels inside the image are in range.
-    /// `in_range` is the flat 0/1 in-range mask of an array of shape `shape`.
-    fn passes(&self, in_range: &[u8], shape: (usize, usize, usize), kji: [usize; 3]) -> bool {
+    /// `values` are the voxels of an array of shape `shape`, in C order.
+    fn passes<T: Copy>(
+        &self,
+        values: &[T],
+        shape: (usize, usize, usize),
+        kji: [usize; 3],
+        in_range: impl Fn(T) -> bool,
+    ) -> bool {
         let (nk, nj, ni) = shape;
+        let n = self.reach;
+        if (0..3).all(|a| kji[a] >= n) && kji[0] + n < nk && kji[1] + n < nj && kji[2] + n < ni {
+            let centre = ((kji[0] * nj + kji[1]) * ni + kji[2]) as isize;
+            let hits = self
+                .offsets
+                .iter()
+                .filter(|&&o| in_range(values[(centre + o) as usize]))
+                .count();
+            return hits as f64 >= self.offsets.len() as f64 * NEIGHBORHOOD_FRACTION;
+        }
         let (k, j, i) = (kji[0] as isize, kji[1] as isize, kji[2] as isize);
         let (mut total, mut hits) = (0usize, 0usize);
         for &(dk, dj, a, b) in &self.rows {
@@ -202,9 +248,9 @@ impl Neighborhood {
                 continue;
             }
             let row = (kk as usize * nj + jj as usize) * ni;
-            let run = &in_range[row + lo..=row + hi as usize];
+            let run = &values[row + lo..=row + hi as usize];
             total += run.len();
-            hits += run.iter().map(|&x| x as usize).sum::<usize>();
+            hits += run.iter().filter(|&&x| in_range(x)).count();
         }
         // VTK's `!(hits < total * fraction)`; the counts are never NaN.
         hits as f64 >= total as f64 * NEIGHBORHOOD_FRACTION
@@ -218,18 +264,22 @@ fn span_fill(
     seed: [usize; 3],
     accept: impl Fn(usize, [usize; 3]) -> bool,
     control: &Control,
-) -> Result<Array3<u8>, EffectError> {
+) -> Result<(Array3<u8>, usize), EffectError> {
     const UNKNOWN: u8 = 0;
     const REJECTED: u8 = 1;
     const ACCEPTED: u8 = 2;
     const FILLED: u8 = 3;
     let (nk, nj, ni) = shape;
     let index = |k: usize, j: usize, i: usize| (k * nj + j) * ni + i;
+    // Zeroed pages cost nothing until touched; the state becomes the output mask.
     let mut state = vec![UNKNOWN; nk * nj * ni];
-    let decide = |state: &mut [u8], k: usize, j: usize, i: usize| -> bool {
+    // Every voxel decided, to turn the state into 0/1 without a pass over the volume.
+    let mut decided: Vec<usize> = Vec::new();
+    let mut decide = |state: &mut [u8], k: usize, j: usize, i: usize| -> bool {
         let idx = index(k, j, i);
         match state[idx] {
             UNKNOWN => {
+                decided.push(idx);
                 let ok = accept(idx, [k, j, i]);
                 state[idx] = if ok { ACCEPTED } else { REJECTED };
                 ok
@@ -295,8 +345,15 @@ fn span_fill(
             }
         }
     }
-    let mask: Vec<u8> = state.iter().map(|&s| u8::from(s == FILLED)).collect();
-    Array3::from_shape_vec(shape, mask).map_err(|e| EffectError::Internal(e.to_string()))
+    let mut filled = 0;
+    for idx in decided {
+        let inside = state[idx] == FILLED;
+        filled += usize::from(inside);
+        state[idx] = u8::from(inside);
+    }
+    let mask =
+        Array3::from_shape_vec(shape, state).map_err(|e| EffectError::Internal(e.to_string()))?;
+    Ok((mask, filled))
 }
 
 /// The Flood filling effect in the catalog.
@@ -344,10 +401,9 @@ impl Effect for FloodFilling {
         // settings, which requests do not carry yet: the fill is not blocked by them, and
         // masking still limits what is added.
         let editable = None;
-        let mask = with_volume!(source, v => flood_fill(
+        let (mask, filled) = with_volume!(source, v => fill_counted(
             v.data.view(), seed, &params, editable, request.control
         ))?;
-        let filled = mask.iter().filter(|&&m| m != 0).count();
         Ok(EffectOutput {
             modifiers: vec![Modifier::selected(ModificationMode::Add, mask)],
             reported: vec![("filled_voxels".into(), filled as f64)],
@@ -359,6 +415,7 @@ impl Effect for FloodFilling {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Zip;
     use proptest::prelude::*;
 
     fn fill<T: Scalar>(
@@ -459,14 +516,16 @@ mod tests {
 
     #[test]
     fn radius_rounds_and_small_radii_switch_the_test_off() {
-        assert!(Neighborhood::new(0.49).is_none());
+        assert!(Neighborhood::new(0.49, (9, 9, 9)).is_none());
         let count = |r: f64| {
-            Neighborhood::new(r)
-                .unwrap()
+            let n = Neighborhood::new(r, (9, 9, 9)).unwrap();
+            let from_rows = n
                 .rows
                 .iter()
                 .map(|&(_, _, a, b)| (b - a + 1) as usize)
-                .sum::<usize>()
+                .sum::<usize>();
+            assert_eq!(from_rows, n.offsets.len());
+            from_rows
         };
         assert_eq!(count(0.5), 1); // box 1, but only the centre is within radius 0.5
         assert_eq!(count(1.0), 7);
