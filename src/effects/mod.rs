@@ -12,7 +12,9 @@
 
 pub mod auto_threshold;
 pub mod catalog;
+pub mod flood_filling;
 pub mod islands;
+pub mod level_tracing;
 pub mod masking;
 mod request;
 pub mod schema;
