@@ -194,38 +194,6 @@ pub fn apply(args: &ApplyArgs) -> Result<()> {
     let selected = labels.iter().position(|&l| l == selected_label);
     let ids: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
 
-    let points_kji = parse_points(args, &geometry, [ni, nj, nk])?;
-    let started = Instant::now();
-    let output = catalog::run(
-        spec.name,
-        &RunInput {
-            source: Some(&source),
-            geometry: &geometry,
-            segments: &segments.masks,
-            visible: &segments.visible,
-            segment_ids: &ids,
-            selected,
-            points_kji: &points_kji,
-            parameters: &parameters,
-            control: &Control::none(),
-        },
-    )?;
-    let effect_seconds = started.elapsed().as_secs_f64();
-    for (name, value) in &output.reported {
-        eprintln!("{}: {name} = {value}", spec.name);
-    }
-    if let Some(v) = output.volumes.first() {
-        // An effect that makes a volume (Mask volume): the volume is the output.
-        io::write(
-            &args.output,
-            Dataset::Volume(v.volume.clone()),
-            &args.volume,
-        )?;
-        eprintln!("wrote {}", args.output.display());
-        print_time(args, effect_seconds);
-        return Ok(());
-    }
-
     let masking = Masking {
         mask_mode: match args.editable_area {
             EditableArea::Everywhere => MaskMode::Everywhere,
@@ -258,6 +226,39 @@ pub fn apply(args: &ApplyArgs) -> Result<()> {
             .map(|s| parse_pair(s, "--intensity-range"))
             .transpose()?,
     };
+    let points_kji = parse_points(args, &geometry, [ni, nj, nk])?;
+    let started = Instant::now();
+    let output = catalog::run(
+        spec.name,
+        &RunInput {
+            source: Some(&source),
+            geometry: &geometry,
+            segments: &segments.masks,
+            visible: &segments.visible,
+            segment_ids: &ids,
+            selected,
+            points_kji: &points_kji,
+            parameters: &parameters,
+            control: &Control::none(),
+            masking: Some(&masking),
+        },
+    )?;
+    let effect_seconds = started.elapsed().as_secs_f64();
+    for (name, value) in &output.reported {
+        eprintln!("{}: {name} = {value}", spec.name);
+    }
+    if let Some(v) = output.volumes.first() {
+        // An effect that makes a volume (Mask volume): the volume is the output.
+        io::write(
+            &args.output,
+            Dataset::Volume(v.volume.clone()),
+            &args.volume,
+        )?;
+        eprintln!("wrote {}", args.output.display());
+        print_time(args, effect_seconds);
+        return Ok(());
+    }
+
     let selected_name = format!("label {selected_label}");
     let before = segments.masks.len();
     let (_, selected_index) = apply_output(

@@ -5,6 +5,7 @@
 //! implementing [`Effect`]; adding an effect means writing that file and listing the
 //! struct in [`EFFECTS`]. The Slicer extension builds its widgets from the schema.
 
+use super::masking::Masking;
 use super::{
     check_point, islands, threshold, Control, Effect, EffectError, EffectOutput, EffectRequest,
     EffectSpec, ParamValues,
@@ -78,6 +79,8 @@ pub struct RunInput<'a> {
     /// Parameters by Slicer's names; missing ones take their defaults.
     pub parameters: &'a BTreeMap<String, String>,
     pub control: &'a Control,
+    /// The masking settings, when known (see [`EffectRequest::masking`]).
+    pub masking: Option<&'a Masking>,
 }
 
 /// Runs the effect named `name` on `input`, after checking the parameters against its
@@ -119,6 +122,7 @@ pub fn run(name: &str, input: &RunInput) -> Result<EffectOutput, EffectError> {
         points_kji: input.points_kji,
         params: &params,
         control: input.control,
+        masking: input.masking,
     };
     input.control.check()?;
     effect.run(&request)
@@ -199,6 +203,7 @@ pub(crate) mod tests {
                 points_kji: points,
                 parameters: &p,
                 control: &Control::none(),
+                masking: None,
             },
         )
     }
@@ -309,6 +314,7 @@ pub(crate) mod tests {
                 points_kji: &[],
                 parameters: &p,
                 control: &control,
+                masking: None,
             },
         );
         assert_eq!(r, Err(EffectError::Cancelled));

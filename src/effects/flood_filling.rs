@@ -397,12 +397,11 @@ impl Effect for FloodFilling {
             EffectError::Input("Flood filling needs a point (the clicked voxel)".into())
         })?;
         let params = FloodFillingParams::from_values(request.params)?;
-        // Slicer's stencil (the editable area and intensity range) needs the masking
-        // settings, which requests do not carry yet: the fill is not blocked by them, and
-        // masking still limits what is added.
-        let editable = None;
+        // Slicer's stencil: the editable area and intensity range stop the fill itself
+        // (when the caller sent its masking settings; masking limits the result anyway).
+        let editable = request.editable_area()?;
         let (mask, filled) = with_volume!(source, v => fill_counted(
-            v.data.view(), seed, &params, editable, request.control
+            v.data.view(), seed, &params, editable.as_ref().map(|e| e.view()), request.control
         ))?;
         Ok(EffectOutput {
             modifiers: vec![Modifier::selected(ModificationMode::Add, mask)],

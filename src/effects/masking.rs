@@ -113,8 +113,9 @@ pub fn apply_modifier<T: Scalar>(
 
     // 1. Lock image and effective modifier.
     let lock = lock_image(
-        segments,
-        selected,
+        &segments.masks,
+        &segments.visible,
+        Some(selected),
         mode,
         masking,
         bypass_masking,
@@ -288,10 +289,63 @@ fn push_segment(
     segments.masks.len() - 1
 }
 
+/// The editable area of Slicer's `GenerateEditMask`: 1 where the selected segment (`None`
+/// for a new one) may change under `masking` (editable area and intensity range), 0
+/// elsewhere; `None` when everything is editable. Effects whose algorithm itself stops at
+/// locked voxels (Flood filling's stencil) use it; the others leave masking to
+/// [`apply_modifier`].
+///
+/// # Errors
+/// An intensity range without a source, shapes that differ, or a mask segment that does
+/// not exist.
+pub fn editable_area(
+    masks: &[Array3<u8>],
+    visible: &[bool],
+    selected: Option<usize>,
+    masking: &Masking,
+    source: Option<&AnyVolume>,
+) -> Result<Option<Array3<u8>>, EffectError> {
+    if let MaskMode::InsideSingleSegment(m) = masking.mask_mode {
+        if m >= masks.len() {
+            return Err(EffectError::Input(format!(
+                "mask segment {m} does not exist ({} segments)",
+                masks.len()
+            )));
+        }
+    }
+    let shape = match (source, masks.first()) {
+        (Some(s), _) => {
+            let [ni, nj, nk] = s.size_ijk();
+            (nk, nj, ni)
+        }
+        (None, Some(m)) => m.dim(),
+        (None, None) => return Ok(None),
+    };
+    let lock = match source {
+        Some(src) => with_volume!(src, v => lock_image(
+            masks, visible, selected, ModificationMode::Add, masking, false,
+            Some(v.data.view()), shape
+        )),
+        None => lock_image::<u8>(
+            masks,
+            visible,
+            selected,
+            ModificationMode::Add,
+            masking,
+            false,
+            None,
+            shape,
+        ),
+    }?;
+    Ok(lock.map(|l| l.mapv(|v| u8::from(v == 0))))
+}
+
 /// Non-zero where the selected segment may not change; `None` when nothing is locked.
+#[allow(clippy::too_many_arguments)]
 fn lock_image<T: Scalar>(
-    segments: &SegmentMasks,
-    selected: usize,
+    masks: &[Array3<u8>],
+    visible: &[bool],
+    selected: Option<usize>,
     mode: ModificationMode,
     masking: &Masking,
     bypass_masking: bool,
@@ -306,7 +360,7 @@ fn lock_image<T: Scalar>(
     if use_edit_mask {
         let in_any = |pick: &dyn Fn(usize) -> bool| {
             let mut acc = Array3::<u8>::zeros(shape);
-            for (t, m) in segments.masks.iter().enumerate() {
+            for (t, m) in masks.iter().enumerate() {
                 if pick(t) {
                     Zip::from(&mut acc)
                         .and(m)
@@ -315,24 +369,23 @@ fn lock_image<T: Scalar>(
             }
             acc
         };
-        let visible = |t: usize| segments.visible[t];
+        let visible = |t: usize| visible[t];
+        let other = |t: usize| Some(t) != selected;
         lock = match masking.mask_mode {
             MaskMode::Everywhere => lock,
             MaskMode::InsideAllSegments => in_any(&|_| true).mapv(|v| 1 - v),
             MaskMode::InsideVisibleSegments => in_any(&visible).mapv(|v| 1 - v),
-            MaskMode::OutsideAllSegments => in_any(&|t| t != selected),
-            MaskMode::OutsideVisibleSegments => in_any(&|t| t != selected && visible(t)),
+            MaskMode::OutsideAllSegments => in_any(&other),
+            MaskMode::OutsideVisibleSegments => in_any(&|t| other(t) && visible(t)),
             MaskMode::InsideSingleSegment(m) => {
-                let mut l = segments.masks[m].mapv(|v| u8::from(v == 0));
-                if mode == ModificationMode::Remove {
+                let mut l = masks[m].mapv(|v| u8::from(v == 0));
+                if let (ModificationMode::Remove, Some(selected)) = (mode, selected) {
                     // One can always erase one's own segment.
-                    Zip::from(&mut l)
-                        .and(&segments.masks[selected])
-                        .for_each(|l, &s| {
-                            if s != 0 {
-                                *l = 0;
-                            }
-                        });
+                    Zip::from(&mut l).and(&masks[selected]).for_each(|l, &s| {
+                        if s != 0 {
+                            *l = 0;
+                        }
+                    });
                 }
                 l
             }

@@ -2,6 +2,7 @@
 //! parameters, the lattice's geometry, and a [`Control`] to poll for cancellation and to
 //! report progress on.
 
+use super::masking::Masking;
 use super::{EffectError, ParamValues};
 use crate::volume::{AnyVolume, Geometry};
 use ndarray::{Array3, ArrayView3, CowArray, Ix3, Zip};
@@ -103,6 +104,10 @@ pub struct EffectRequest<'a> {
     pub params: &'a ParamValues,
     /// Cancellation and progress.
     pub control: &'a Control,
+    /// The Segment Editor's masking settings, when the caller knows them. Masking is
+    /// applied to an effect's result afterwards; this is for effects whose algorithm
+    /// itself stops at locked voxels (Flood filling), via [`EffectRequest::editable_area`].
+    pub masking: Option<&'a Masking>,
 }
 
 impl<'a> EffectRequest<'a> {
@@ -127,6 +132,22 @@ impl<'a> EffectRequest<'a> {
         match self.selected {
             Some(n) => CowArray::from(self.segments[n].view()),
             None => CowArray::from(Array3::<u8>::zeros(self.shape)),
+        }
+    }
+
+    /// Slicer's edit mask for the selected segment: 1 where it may change, under the
+    /// request's masking (editable area and intensity range); `None` when everything is
+    /// editable or the caller sent no masking.
+    pub fn editable_area(&self) -> Result<Option<Array3<u8>>, EffectError> {
+        match self.masking {
+            None => Ok(None),
+            Some(m) => super::masking::editable_area(
+                self.segments,
+                self.visible,
+                self.selected,
+                m,
+                self.source,
+            ),
         }
     }
 

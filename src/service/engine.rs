@@ -460,6 +460,7 @@ struct Prepared {
     points_kji: Vec<[usize; 3]>,
     parameters: BTreeMap<String, String>,
     masking: Option<Masking>,
+    effect_masking: Option<Masking>,
     encoding: pb::MaskEncoding,
 }
 
@@ -527,6 +528,13 @@ impl EngineService {
             };
             points_kji.push(kji);
         }
+        // The masking settings the client sent: applied to the result with
+        // apply_masking, and given to effects whose algorithm stops at locked voxels.
+        let effect_masking = req
+            .masking
+            .as_ref()
+            .map(|m| masking_from_pb(Some(m), &ids))
+            .transpose()?;
         let masking = if req.apply_masking {
             Some(masking_from_pb(req.masking.as_ref(), &ids)?)
         } else {
@@ -548,6 +556,7 @@ impl EngineService {
             points_kji,
             parameters: req.parameters.into_iter().collect(),
             masking,
+            effect_masking,
             encoding,
         })
     }
@@ -573,6 +582,7 @@ impl Prepared {
                 points_kji: &self.points_kji,
                 parameters: &self.parameters,
                 control,
+                masking: self.effect_masking.as_ref(),
             },
         )
         .map_err(effect_status)?;

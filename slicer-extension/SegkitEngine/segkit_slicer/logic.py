@@ -91,6 +91,10 @@ class PreparedEffect:
     point: Optional[Tuple[int, int, int]] = None   # lattice index (i, j, k)
     stream: bool = False
     more_points: List[Tuple[int, int, int]] = field(default_factory=list)   # after `point`
+    # The Segment Editor's masking settings (mask_mode, mask_segment_id, overwrite_mode,
+    # intensity range or None), sent so that effects whose algorithm stops at locked
+    # voxels (Flood filling) see them; Slicer still applies masking to the result.
+    masking: Optional[Tuple[int, str, int, Optional[Tuple[float, float]]]] = None
 
     def request(self, encoding: str = mask_codec.RUNS):
         """The ApplyEffectRequest (without volume_id: the client fills it in)."""
@@ -110,6 +114,14 @@ class PreparedEffect:
         if self.point is not None:
             i, j, k = self.point
             req.point.ijk.i, req.point.ijk.j, req.point.ijk.k = int(i), int(j), int(k)
+        if self.masking is not None:
+            mode, segment_id, overwrite, intensity = self.masking
+            req.masking.mask_mode = int(mode)
+            req.masking.mask_segment_id = segment_id or ""
+            req.masking.overwrite_mode = int(overwrite)
+            if intensity is not None:
+                req.masking.intensity_range_enabled = True
+                req.masking.intensity_minimum, req.masking.intensity_maximum = intensity
         for i, j, k in self.more_points:
             p = req.points.add()
             p.ijk.i, p.ijk.j, p.ijk.k = int(i), int(j), int(k)
@@ -390,6 +402,23 @@ class EditorContext:
     def visible_segment_ids(self) -> List[str]:
         return visible_segment_ids(self.segmentation_node)
 
+    def editor_node(self):
+        """The `vtkMRMLSegmentEditorNode` holding the masking settings (or None)."""
+        return None
+
+    def masking_settings(self):
+        """(mask mode, mask segment id, overwrite mode, intensity range or None) from the
+        editor node; Slicer's enum values are the proto's."""
+        node = self.editor_node()
+        if node is None:
+            return None
+        intensity = None
+        if node.GetSourceVolumeIntensityMask():
+            lo, hi = node.GetSourceVolumeIntensityMaskRange()
+            intensity = (float(lo), float(hi))
+        return (int(node.GetMaskMode()), node.GetMaskSegmentID() or "",
+                int(node.GetOverwriteMode()), intensity)
+
     def volume_added(self, volume_node, output: "OutputVolume") -> None:
         """Called after `commit` added a volume the effect made to the scene; the Slicer
         effect shows it in the slice views. Nothing here."""
@@ -425,7 +454,7 @@ class LogicContext(EditorContext):
     def __init__(self, editor_logic, segment_editor_node, segmentation_node, source_volume_node,
                  segment_id: str):
         self.logic = editor_logic
-        self.editor_node = segment_editor_node
+        self.editor_node_ = segment_editor_node
         self.segmentation_node = segmentation_node
         self.source_volume_node = source_volume_node
         self.selected_segment_id = segment_id
@@ -456,6 +485,9 @@ class LogicContext(EditorContext):
 
     def save_state_for_undo(self) -> None:
         self.logic.SaveStateForUndo()
+
+    def editor_node(self):
+        return self.editor_node_
 
     def modify_segment(self, segment_id, modifier_image, mode, selected,
                        bypass_masking=False) -> None:
@@ -543,8 +575,11 @@ class EngineLogic:
         # one: operations such as Islands' ADD_SELECTED_ISLAND flood the merged labelmap
         # of the visible segments although the schema lists only the selected segment.
         # Masks are cropped and run-length coded, so this costs little.
+        # With an editable area other than "everywhere" the segments go too, so that
+        # effects whose algorithm stops at locked voxels (Flood filling) can build it.
+        masking = context.masking_settings()
         segments: List[SegmentInput] = []
-        if spec.needs_segments(merged):
+        if spec.needs_segments(merged) or (masking is not None and masking[0] != 0):
             seg_node = context.segmentation_node
             ids = list(seg_node.GetSegmentation().GetSegmentIDs())
             visible = set(context.visible_segment_ids())
@@ -571,7 +606,8 @@ class EngineLogic:
         return PreparedEffect(
             effect=info.name, parameters=values, lattice=lattice, extent_start=tuple(start),
             source=source, segments=segments, selected_segment_id=context.selected_segment_id,
-            point=point, stream=info.long_running, more_points=points[1:])
+            point=point, stream=info.long_running, more_points=points[1:],
+            masking=masking)
 
     # -- step 2: any thread -------------------------------------------------------------------
 

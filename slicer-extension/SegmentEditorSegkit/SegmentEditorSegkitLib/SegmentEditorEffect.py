@@ -55,6 +55,9 @@ class EffectContext(EditorContext):
     def save_state_for_undo(self):
         self.effect.saveStateForUndo()
 
+    def editor_node(self):
+        return self.effect.parameterSetNode()
+
     def modify_segment(self, segment_id, modifier_image, mode, selected, bypass_masking=False):
         modes = {
             "Set": slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet,
