@@ -13,7 +13,9 @@
 pub mod auto_threshold;
 pub mod catalog;
 pub mod islands;
+pub mod logical;
 pub mod masking;
+pub mod paint;
 mod request;
 pub mod schema;
 pub mod threshold;
