@@ -105,11 +105,15 @@ def main() -> None:
         theirs.append(time.perf_counter() - t)
     vtk_union = ref.image_array(f.GetOutput()) != 0
     seg_union = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp / "union.nrrd")))
-    assert np.array_equal(seg_union == 1, vtk_union), "UNION differs"
+    # The label map shows label 2 where the segments overlap (later segments win).
+    assert np.array_equal(seg_union != 0, vtk_union), "UNION differs"
     report("Logical UNION vs vtkImageLogic OR", ours, theirs)
 
     # -- Paint ---------------------------------------------------------------------------
-    scene, volume = slicer.vtkMRMLScene(), None
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    factory.RegisterConverterRule(slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule())
+    factory.RegisterConverterRule(slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule())
+    scene = slicer.vtkMRMLScene()
     volume = ref.load_volume(scene, ct_path)
     world = ref.World(scene, volume, "bench", segments=(("s", "S"),))
     dims = volume.GetImageData().GetDimensions()
@@ -152,6 +156,7 @@ def main() -> None:
     vtk_paint = ref.image_array(modifier) != 0
     differing = int(np.count_nonzero(seg_paint != vtk_paint))
     print(f"Paint: {int(vtk_paint.sum())} voxels in Slicer's stroke, {differing} differ")
+    # The sphere's documented residual: voxels next to the faceted surface (paint.rs).
     assert differing <= 0.01 * vtk_paint.sum(), "Paint differs"
     report("Paint 25 mm sphere, 5-point stroke vs vtkPolyDataToImageStencil path", ours, theirs)
 
