@@ -7,8 +7,8 @@
 
 use super::masking::Masking;
 use super::{
-    check_point, islands, threshold, Control, Effect, EffectError, EffectOutput, EffectRequest,
-    EffectSpec, ParamValues,
+    check_point, islands, logical, paint, threshold, Control, Effect, EffectError, EffectOutput,
+    EffectRequest, EffectSpec, ParamValues,
 };
 use crate::volume::{AnyVolume, Geometry};
 use ndarray::Array3;
@@ -23,6 +23,9 @@ pub static EFFECTS: &[&dyn Effect] = &[
     &islands::Islands,
     &super::flood_filling::FloodFilling,
     &super::level_tracing::LevelTracing,
+    &logical::Logical,
+    &paint::Paint,
+    &paint::Erase,
 ];
 
 /// The effects with their schemas, built once.
