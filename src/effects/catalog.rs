@@ -6,8 +6,8 @@
 //! struct in [`EFFECTS`]. The Slicer extension builds its widgets from the schema.
 
 use super::{
-    check_point, islands, threshold, Control, Effect, EffectError, EffectOutput, EffectRequest,
-    EffectSpec, ParamValues,
+    check_point, hollow, islands, margin, threshold, Control, Effect, EffectError, EffectOutput,
+    EffectRequest, EffectSpec, ParamValues,
 };
 use crate::volume::{AnyVolume, Geometry};
 use ndarray::Array3;
@@ -17,7 +17,12 @@ use std::sync::OnceLock;
 pub use super::schema::{ChoiceSpec, FromSource, Input, ParamSpec, ParamType};
 
 /// Every effect segkit implements, in the order the user interface lists them.
-pub static EFFECTS: &[&dyn Effect] = &[&threshold::Threshold, &islands::Islands];
+pub static EFFECTS: &[&dyn Effect] = &[
+    &threshold::Threshold,
+    &islands::Islands,
+    &margin::Margin,
+    &hollow::Hollow,
+];
 
 /// The effects with their schemas, built once.
 fn registry() -> &'static [(EffectSpec, &'static dyn Effect)] {

@@ -12,7 +12,9 @@
 
 pub mod auto_threshold;
 pub mod catalog;
+pub mod hollow;
 pub mod islands;
+pub mod margin;
 pub mod masking;
 mod request;
 pub mod schema;
