@@ -7,8 +7,7 @@
 
 use super::masking::Masking;
 use super::{
-    check_point, islands, logical, paint, threshold, Control, Effect, EffectError, EffectOutput,
-    EffectRequest, EffectSpec, ParamValues,
+    check_point, Control, Effect, EffectError, EffectOutput, EffectRequest, EffectSpec, ParamValues,
 };
 use crate::volume::{AnyVolume, Geometry};
 use ndarray::Array3;
@@ -19,13 +18,15 @@ pub use super::schema::{ChoiceSpec, FromSource, Input, ParamSpec, ParamType};
 
 /// Every effect segkit implements, in the order the user interface lists them.
 pub static EFFECTS: &[&dyn Effect] = &[
-    &threshold::Threshold,
-    &islands::Islands,
-    &super::flood_filling::FloodFilling,
+    &super::threshold::Threshold,
+    &super::paint::Paint,
+    &super::paint::Erase,
     &super::level_tracing::LevelTracing,
-    &logical::Logical,
-    &paint::Paint,
-    &paint::Erase,
+    &super::margin::Margin,
+    &super::hollow::Hollow,
+    &super::islands::Islands,
+    &super::logical::Logical,
+    &super::flood_filling::FloodFilling,
 ];
 
 /// The effects with their schemas, built once.

@@ -13,9 +13,11 @@
 pub mod auto_threshold;
 pub mod catalog;
 pub mod flood_filling;
+pub mod hollow;
 pub mod islands;
 pub mod level_tracing;
 pub mod logical;
+pub mod margin;
 pub mod masking;
 pub mod paint;
 mod request;

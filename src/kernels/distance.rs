@@ -1,0 +1,558 @@
+//! Exact Euclidean distance transform on an anisotropic lattice: for every voxel, the
+//! squared distance in mm² from its centre to the nearest feature voxel's centre.
+//!
+//! Reference: P. F. Felzenszwalb and D. P. Huttenlocher, "Distance Transforms of Sampled
+//! Functions", Theory of Computing 8 (2012) 415–428,
+//! <https://doi.org/10.4086/toc.2012.v008a019>; the hidden-parabola test is written in
+//! the form of C. R. Maurer, R. Qi and V. Raghavan, IEEE PAMI 25 (2003) 265–270, and
+//! evaluated in `f32` exactly as ITK's `SignedMaurerDistanceMapImageFilter` does, so the
+//! values are bit-identical to ITK's (see *Arithmetic* below).
+//!
+//! # Example
+//! ```
+//! use ndarray::Array3;
+//! use segkit::kernels::distance::squared_distance;
+//! // One feature voxel at i = 0 on a line of 4 voxels 0.5 mm apart.
+//! let features = Array3::from_shape_vec((1, 1, 4), vec![1u8, 0, 0, 0]).unwrap();
+//! let d2 = squared_distance(features.view(), [0.5, 1.0, 1.0], [0, 0, 0], &|| false).unwrap();
+//! assert_eq!(d2.as_slice().unwrap(), &[0.0, 0.25, 1.0, 2.25]);
+//! ```
+
+/*
+ * Method
+ * ------
+ * The squared Euclidean distance from voxel p to the nearest feature voxel q,
+ *
+ *     D(p) = min over features q of  (s_i (p_i - q_i))² + (s_j (p_j - q_j))² + (s_k (p_k - q_k))²,
+ *
+ * separates by axis: minimise over the i coordinate first, then j, then k. Each pass
+ * replaces every line of voxels along one axis by
+ *
+ *     f'(x) = min over y of  f(y) + (x_mm - y_mm)²,
+ *
+ * where f is what the previous passes left (0 on features and +inf elsewhere before the
+ * first pass) and x_mm = x · s_axis is the voxel's position in mm; working in mm is the
+ * same as weighting squared index differences by the squared spacing of the axis. f' is
+ * the lower envelope of the parabolas y_mm ↦ f(y) + (x_mm - y_mm)² rooted at every voxel
+ * y where f is finite ("sites"). Felzenszwalb and Huttenlocher compute it in linear time:
+ *
+ * 1. Sweep the sites left to right, keeping a stack of the parabolas that are lowest
+ *    somewhere. Before pushing site w, pop the top parabola v while it is hidden by its
+ *    left neighbour u and w together, i.e. while the point where u and w cross lies
+ *    left of the point where v and w cross. Maurer writes that test without divisions:
+ *    with a = v - u, b = w - v, c = w - u (positions in mm),
+ *        v is hidden  <=>  c f(v) - b f(u) - a f(w) - a b c > 0.
+ * 2. Sweep the voxels left to right with a pointer into the stack, moving it to the
+ *    next parabola while that one is strictly lower at the voxel, and write the value of
+ *    the parabola it rests on.
+ *
+ * A line without any site stays +inf; when there is no feature at all, every value
+ * stays +inf.
+ *
+ * Arithmetic
+ * ----------
+ * Slicer's Margin and Hollow effects threshold ITK's float32 squared distances. When a
+ * margin is an exact multiple of a spacing, many voxels lie exactly at the margin, and
+ * which of them ITK includes depends on float32 rounding (0.48999974 vs 0.49000007 for
+ * 0.7²). To make those ties fall the same way, every operation is ITK's, in f32 and in
+ * ITK's order: site positions are f32(x) · f32(s), query positions f32(x · s) with the
+ * product in f64, the hidden test above left to right, the envelope value
+ * f(v) + (v - x)², and the pointer moves only to a strictly lower parabola. Positions
+ * are taken from the voxel's index in the whole image (`first_index_kji` gives the
+ * index of the array's first voxel), so a crop of an image yields the same bits as the
+ * whole image. The passes run along i, then j, then k, as ITK's.
+ *
+ * Memory and parallelism
+ * ----------------------
+ * Arrays are [k][j][i] with i contiguous. The i pass works on rows in place. The j pass
+ * takes one k slice per task and gathers TILE columns at a time into a contiguous
+ * buffer (one cache line per row read), transforms them and scatters them back; the k
+ * pass does the same with TILE columns of one j plane. Tasks run on rayon's pool; the
+ * cancel closure is polled at the start of every slice or plane, and a cancelled
+ * transform stops after the pass it is in.
+ */
+
+use ndarray::{s, Array3, ArrayView3, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Columns gathered together in the j and k passes: 16 f32 = one 64-byte cache line.
+const TILE: usize = 16;
+
+/// Why a distance transform did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum DistanceError {
+    /// The caller's cancel closure answered true.
+    #[error("cancelled")]
+    Cancelled,
+    /// A spacing that is not a positive finite number of mm.
+    #[error("the voxel spacing along {axis} is {value} mm; it must be positive and finite")]
+    Spacing { axis: char, value: f64 },
+}
+
+/// Squared Euclidean distances in mm² from every voxel centre to the nearest non-zero
+/// voxel of `features`, with voxel spacing `spacing_ijk` (mm along i, j, k).
+///
+/// Feature voxels get 0; when `features` has no non-zero voxel, every voxel gets
+/// `f32::INFINITY`. Values are ITK's float32 ones bit for bit (see the module's
+/// *Arithmetic* note), including at ties; `first_index_kji` is the index of
+/// `features[[0, 0, 0]]` in the image it was cut from (`[0, 0, 0]` for a whole image),
+/// so that a crop gives the same values as the whole image. The image border is not a
+/// feature: distances are measured only to voxels in the array.
+///
+/// `cancelled` is polled between slices; once it answers true the transform stops.
+///
+/// # Errors
+/// [`DistanceError::Cancelled`], or [`DistanceError::Spacing`] for a spacing that is not
+/// positive and finite.
+pub fn squared_distance(
+    features: ArrayView3<u8>,
+    spacing_ijk: [f64; 3],
+    first_index_kji: [usize; 3],
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<Array3<f32>, DistanceError> {
+    for (axis, &value) in ['i', 'j', 'k'].iter().zip(&spacing_ijk) {
+        if !(value.is_finite() && value > 0.0) {
+            return Err(DistanceError::Spacing { axis: *axis, value });
+        }
+    }
+    let (nk, nj, ni) = features.dim();
+    let features = features.as_standard_layout();
+    let mut out = Array3::<f32>::from_elem((nk, nj, ni), f32::INFINITY);
+    if nk * nj * ni == 0 {
+        return Ok(out);
+    }
+    let pos_i = Positions::new(ni, first_index_kji[2], spacing_ijk[0]);
+    let pos_j = Positions::new(nj, first_index_kji[1], spacing_ijk[1]);
+    let pos_k = Positions::new(nk, first_index_kji[0], spacing_ijk[2]);
+    let stop = AtomicBool::new(false);
+    let go_on = || {
+        let c = stop.load(Ordering::Relaxed) || cancelled();
+        if c {
+            stop.store(true, Ordering::Relaxed);
+        }
+        !c
+    };
+    let finished = |stop: &AtomicBool| {
+        if stop.load(Ordering::Relaxed) || cancelled() {
+            Err(DistanceError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
+
+    // Pass along i: rows in place, from 0 on features and +inf elsewhere.
+    {
+        let data = contiguous_mut(&mut out);
+        let feats = features.as_slice().expect("standard layout");
+        data.par_chunks_mut(nj * ni)
+            .zip(feats.par_chunks(nj * ni))
+            .for_each_init(Envelope::default, |env, (slice, fslice)| {
+                if !go_on() {
+                    return;
+                }
+                for (row, frow) in slice.chunks_mut(ni).zip(fslice.chunks(ni)) {
+                    if !frow.iter().any(|&f| f != 0) {
+                        continue;
+                    }
+                    for (v, &f) in row.iter_mut().zip(frow) {
+                        if f != 0 {
+                            *v = 0.0;
+                        }
+                    }
+                    env.transform(row, &pos_i);
+                }
+            });
+    }
+    finished(&stop)?;
+
+    // Pass along j: one k slice per task, TILE columns at a time.
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .for_each_init(Tiles::default, |tiles, mut slice| {
+            if !go_on() {
+                return;
+            }
+            for i0 in (0..ni).step_by(TILE) {
+                tiles.run(slice.slice_mut(s![.., i0..(i0 + TILE).min(ni)]), &pos_j);
+            }
+        });
+    finished(&stop)?;
+
+    // Pass along k: one j plane per task, TILE columns at a time.
+    out.axis_iter_mut(Axis(1))
+        .into_par_iter()
+        .for_each_init(Tiles::default, |tiles, mut plane| {
+            if !go_on() {
+                return;
+            }
+            for i0 in (0..ni).step_by(TILE) {
+                tiles.run(plane.slice_mut(s![.., i0..(i0 + TILE).min(ni)]), &pos_k);
+            }
+        });
+    finished(&stop)?;
+    Ok(out)
+}
+
+/// The voxels of one class that touch the other class: with `foreground` true, the
+/// non-zero voxels that have a zero voxel among their 26 neighbours; with `foreground`
+/// false, the zero voxels that have a non-zero neighbour. Voxels outside the array belong
+/// to neither class, so the image border makes no boundary.
+///
+/// This is the contour ITK's `SignedMaurerDistanceMapImageFilter` measures distances to
+/// (`BinaryContourImageFilter` with `FullyConnected` on).
+///
+/// # Example
+/// ```
+/// use ndarray::Array3;
+/// use segkit::kernels::distance::boundary_26;
+/// let m = Array3::from_shape_vec((1, 1, 5), vec![1u8, 1, 1, 0, 0]).unwrap();
+/// assert_eq!(boundary_26(m.view(), true).as_slice().unwrap(), &[0, 0, 1, 0, 0]);
+/// assert_eq!(boundary_26(m.view(), false).as_slice().unwrap(), &[0, 0, 0, 1, 0]);
+/// ```
+pub fn boundary_26(mask: ArrayView3<u8>, foreground: bool) -> Array3<u8> {
+    let (nk, nj, ni) = mask.dim();
+    let mask = mask.as_standard_layout();
+    let mut out = Array3::<u8>::zeros((nk, nj, ni));
+    if nk * nj * ni == 0 {
+        return out;
+    }
+    let m = mask.as_slice().expect("standard layout");
+    let other = |v: u8| u8::from((v != 0) != foreground);
+    let plane = nj * ni;
+    // near[k] = other class within one voxel along i and j, in slice k.
+    let mut near = vec![0u8; nk * plane];
+    near.par_chunks_mut(plane)
+        .zip(m.par_chunks(plane))
+        .for_each_init(
+            || vec![0u8; plane],
+            |rows, (near, slice)| {
+                for (r, s) in rows.chunks_mut(ni).zip(slice.chunks(ni)) {
+                    dilate_row(r, s, other);
+                }
+                for j in 0..nj {
+                    let dst = &mut near[j * ni..(j + 1) * ni];
+                    dst.copy_from_slice(&rows[j * ni..(j + 1) * ni]);
+                    for jj in [j.wrapping_sub(1), j + 1] {
+                        if jj < nj {
+                            for (d, &s) in dst.iter_mut().zip(&rows[jj * ni..(jj + 1) * ni]) {
+                                *d |= s;
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    let o = contiguous_mut(&mut out);
+    o.par_chunks_mut(plane).enumerate().for_each(|(k, dst)| {
+        let slice = &m[k * plane..(k + 1) * plane];
+        let lo = k.saturating_sub(1);
+        let hi = (k + 1).min(nk - 1);
+        for (n, d) in dst.iter_mut().enumerate() {
+            let touches = (lo..=hi).any(|kk| near[kk * plane + n] != 0);
+            *d = u8::from(other(slice[n]) == 0 && touches);
+        }
+    });
+    out
+}
+
+/// `dst[i]` = 1 when `src[i - 1..=i + 1]` (clipped) holds a voxel of the other class.
+fn dilate_row(dst: &mut [u8], src: &[u8], other: impl Fn(u8) -> u8) {
+    let n = src.len();
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = other(s);
+    }
+    // Spread each 1 to both neighbours, using the undilated values only.
+    let mut prev = 0u8;
+    for i in 0..n {
+        let here = dst[i];
+        let next = if i + 1 < n { other(src[i + 1]) } else { 0 };
+        dst[i] = here | prev | next;
+        prev = here;
+    }
+}
+
+fn contiguous_mut<T>(a: &mut Array3<T>) -> &mut [T] {
+    a.as_slice_mut()
+        .expect("arrays made here are in standard layout")
+}
+
+/// Voxel positions in mm along one axis, as ITK computes them: `site` for the parabolas'
+/// roots (f32 index times f32 spacing), `query` for the voxels the envelope is read at
+/// (the product in f64, rounded to f32).
+struct Positions {
+    site: Vec<f32>,
+    query: Vec<f32>,
+}
+
+impl Positions {
+    fn new(n: usize, first: usize, spacing: f64) -> Self {
+        Positions {
+            site: (first..first + n)
+                .map(|x| x as f32 * spacing as f32)
+                .collect(),
+            query: (first..first + n)
+                .map(|x| (x as f64 * spacing) as f32)
+                .collect(),
+        }
+    }
+}
+
+/// The stack of parabolas of one line (heights and root positions), reused across lines.
+#[derive(Default)]
+struct Envelope {
+    height: Vec<f32>,
+    root: Vec<f32>,
+}
+
+impl Envelope {
+    /// Replaces `line` (finite values are sites) by its lower envelope transform.
+    fn transform(&mut self, line: &mut [f32], pos: &Positions) {
+        self.height.clear();
+        self.root.clear();
+        for (x, &f) in line.iter().enumerate() {
+            if !f.is_finite() {
+                continue;
+            }
+            let w = pos.site[x];
+            while let [.., hu, hv] = self.height[..] {
+                let n = self.root.len();
+                if !hidden(hu, hv, f, self.root[n - 2], self.root[n - 1], w) {
+                    break;
+                }
+                self.height.pop();
+                self.root.pop();
+            }
+            self.height.push(f);
+            self.root.push(w);
+        }
+        let Some(last) = self.height.len().checked_sub(1) else {
+            return;
+        };
+        let mut l = 0;
+        for (v, &q) in line.iter_mut().zip(&pos.query) {
+            let e = self.root[l] - q;
+            let mut best = self.height[l] + e * e;
+            while l < last {
+                let e = self.root[l + 1] - q;
+                let next = self.height[l + 1] + e * e;
+                if best <= next {
+                    break;
+                }
+                l += 1;
+                best = next;
+            }
+            *v = best;
+        }
+    }
+}
+
+/// True when the parabola rooted at `xv` (height `fv`) lies above the lower envelope of
+/// its neighbours rooted at `xu` and `xw` everywhere (Maurer's test, in ITK's order).
+#[inline]
+fn hidden(fu: f32, fv: f32, fw: f32, xu: f32, xv: f32, xw: f32) -> bool {
+    let a = xv - xu;
+    let b = xw - xv;
+    let c = xw - xu;
+    c * fv - b * fu - a * fw - a * b * c > 0.0
+}
+
+/// A tile of `w` columns of length `n` gathered into a contiguous buffer.
+#[derive(Default)]
+struct Tiles {
+    buf: Vec<f32>,
+    env: Envelope,
+}
+
+impl Tiles {
+    /// Transforms the columns of `tile` (shape `(n, w)`: `n` voxels along the pass's
+    /// axis, `w <= TILE` columns) that hold a site, through a contiguous buffer.
+    fn run(&mut self, mut tile: ArrayViewMut2<f32>, pos: &Positions) {
+        let (n, w) = tile.dim();
+        self.buf.resize(w * n, 0.0);
+        for (x, row) in tile.rows().into_iter().enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                self.buf[t * n + x] = v;
+            }
+        }
+        let mut any = [false; TILE];
+        for (t, column) in self.buf.chunks_mut(n).enumerate() {
+            if column.iter().any(|v| v.is_finite()) {
+                any[t] = true;
+                self.env.transform(column, pos);
+            }
+        }
+        if !any.iter().any(|&a| a) {
+            return;
+        }
+        for (x, mut row) in tile.rows_mut().into_iter().enumerate() {
+            for (t, v) in row.iter_mut().enumerate() {
+                *v = self.buf[t * n + x];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Brute force in f64: min over features of the squared distance in mm.
+    fn brute(features: &Array3<u8>, s: [f64; 3]) -> Array3<f64> {
+        let sites: Vec<_> = features
+            .indexed_iter()
+            .filter(|(_, &v)| v != 0)
+            .map(|(p, _)| p)
+            .collect();
+        Array3::from_shape_fn(features.dim(), |(k, j, i)| {
+            sites
+                .iter()
+                .map(|&(fk, fj, fi)| {
+                    let di = (i as f64 - fi as f64) * s[0];
+                    let dj = (j as f64 - fj as f64) * s[1];
+                    let dk = (k as f64 - fk as f64) * s[2];
+                    di * di + dj * dj + dk * dk
+                })
+                .fold(f64::INFINITY, f64::min)
+        })
+    }
+
+    fn never() -> bool {
+        false
+    }
+
+    #[test]
+    fn a_single_feature_gives_anisotropic_distances() {
+        let mut f = Array3::<u8>::zeros((3, 3, 3));
+        f[[1, 1, 1]] = 1;
+        let d = squared_distance(f.view(), [1.0, 2.0, 3.0], [0, 0, 0], &never).unwrap();
+        assert_eq!(d[[1, 1, 1]], 0.0);
+        assert_eq!(d[[1, 1, 0]], 1.0);
+        assert_eq!(d[[1, 0, 1]], 4.0);
+        assert_eq!(d[[0, 1, 1]], 9.0);
+        assert_eq!(d[[0, 0, 0]], 14.0);
+    }
+
+    #[test]
+    fn no_feature_leaves_every_voxel_infinite() {
+        let f = Array3::<u8>::zeros((2, 3, 4));
+        let d = squared_distance(f.view(), [1.0, 1.0, 1.0], [0, 0, 0], &never).unwrap();
+        assert!(d.iter().all(|v| *v == f32::INFINITY));
+        let empty = Array3::<u8>::zeros((0, 3, 4));
+        assert_eq!(
+            squared_distance(empty.view(), [1.0; 3], [0, 0, 0], &never)
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn bad_spacing_and_cancel_are_errors() {
+        let f = Array3::<u8>::ones((2, 2, 2));
+        let e = squared_distance(f.view(), [1.0, 0.0, 1.0], [0, 0, 0], &never).unwrap_err();
+        assert_eq!(
+            e,
+            DistanceError::Spacing {
+                axis: 'j',
+                value: 0.0
+            }
+        );
+        assert!(e.to_string().contains("along j is 0 mm"), "{e}");
+        let e = squared_distance(f.view(), [1.0; 3], [0, 0, 0], &|| true).unwrap_err();
+        assert_eq!(e, DistanceError::Cancelled);
+    }
+
+    #[test]
+    fn a_crop_gives_the_same_bits_as_the_whole_image() {
+        // 0.7 mm makes float32 positions inexact; values must not depend on the crop.
+        let mut f = Array3::<u8>::zeros((6, 7, 40));
+        f[[2, 3, 20]] = 1;
+        f[[3, 3, 33]] = 1;
+        let s = [0.7, 0.7, 0.7];
+        let whole = squared_distance(f.view(), s, [0, 0, 0], &never).unwrap();
+        let crop = f.slice(ndarray::s![1..5, 2..6, 15..38]);
+        let part = squared_distance(crop, s, [1, 2, 15], &never).unwrap();
+        let expected = whole.slice(ndarray::s![1..5, 2..6, 15..38]);
+        assert!(part
+            .iter()
+            .zip(expected.iter())
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
+    fn boundary_uses_26_neighbours_and_not_the_border() {
+        // A 3x3x3 block in a 5x5x5 image: 26 boundary voxels, the centre is inside.
+        let mut m = Array3::<u8>::zeros((5, 5, 5));
+        m.slice_mut(ndarray::s![1..4, 1..4, 1..4]).fill(1);
+        let b = boundary_26(m.view(), true);
+        assert_eq!(b.iter().filter(|&&v| v != 0).count(), 26);
+        assert_eq!(b[[2, 2, 2]], 0);
+        // Background touching the block, corners included: 5³ - 3³ = 98 voxels.
+        let bg = boundary_26(m.view(), false);
+        assert_eq!(bg.iter().filter(|&&v| v != 0).count(), 98);
+        // A block filling the image has no boundary: the border is not background.
+        let full = Array3::<u8>::ones((3, 3, 3));
+        assert!(boundary_26(full.view(), true).iter().all(|&v| v == 0));
+        // A voxel touching background only at a corner is on the boundary.
+        let mut c = Array3::<u8>::ones((3, 3, 3));
+        c[[0, 0, 0]] = 0;
+        let b = boundary_26(c.view(), true);
+        assert_eq!(b[[1, 1, 1]], 1);
+        assert_eq!(b[[2, 2, 2]], 0);
+    }
+
+    fn volume() -> impl Strategy<Value = (Array3<u8>, [f64; 3])> {
+        let dims = (1usize..7, 1usize..7, 1usize..9);
+        let spacing = prop::array::uniform3(prop::sample::select(vec![
+            0.7, 1.0, 3.05, 0.683594, 2.5, 10.0,
+        ]));
+        (dims, spacing, 1u32..60).prop_flat_map(|((nk, nj, ni), s, percent)| {
+            prop::collection::vec(
+                prop::bool::weighted(f64::from(percent) / 100.0),
+                nk * nj * ni,
+            )
+            .prop_map(move |v| {
+                let data = v.into_iter().map(u8::from).collect();
+                (Array3::from_shape_vec((nk, nj, ni), data).unwrap(), s)
+            })
+        })
+    }
+
+    proptest! {
+        /// The transform equals brute force to float32 precision, on random volumes with
+        /// anisotropic spacing.
+        #[test]
+        fn matches_brute_force((f, s) in volume()) {
+            let d = squared_distance(f.view(), s, [0, 0, 0], &never).unwrap();
+            let b = brute(&f, s);
+            for (x, y) in d.iter().zip(b.iter()) {
+                if y.is_infinite() {
+                    prop_assert!(x.is_infinite());
+                } else {
+                    prop_assert!((f64::from(*x) - y).abs() <= 1e-5 * y.max(1.0), "{x} vs {y}");
+                }
+            }
+        }
+
+        /// The boundary voxels are exactly the voxels with a 26-neighbour of the other class.
+        #[test]
+        fn boundary_matches_its_definition((m, _) in volume(), foreground in any::<bool>()) {
+            let b = boundary_26(m.view(), foreground);
+            let (nk, nj, ni) = m.dim();
+            for ((k, j, i), &v) in b.indexed_iter() {
+                let class = (m[[k, j, i]] != 0) == foreground;
+                let mut touches = false;
+                for kk in k.saturating_sub(1)..(k + 2).min(nk) {
+                    for jj in j.saturating_sub(1)..(j + 2).min(nj) {
+                        for ii in i.saturating_sub(1)..(i + 2).min(ni) {
+                            touches |= (m[[kk, jj, ii]] != 0) != foreground;
+                        }
+                    }
+                }
+                prop_assert_eq!(v != 0, class && touches);
+            }
+        }
+    }
+}
