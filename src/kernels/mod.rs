@@ -4,3 +4,4 @@
 
 pub mod bbox;
 pub mod components;
+pub mod joint_smoothing;
