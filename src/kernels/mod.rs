@@ -5,3 +5,4 @@
 pub mod bbox;
 pub mod components;
 pub mod distance;
+pub mod joint_smoothing;
