@@ -17,7 +17,12 @@ use std::sync::OnceLock;
 pub use super::schema::{ChoiceSpec, FromSource, Input, ParamSpec, ParamType};
 
 /// Every effect segkit implements, in the order the user interface lists them.
-pub static EFFECTS: &[&dyn Effect] = &[&threshold::Threshold, &islands::Islands];
+pub static EFFECTS: &[&dyn Effect] = &[
+    &threshold::Threshold,
+    &islands::Islands,
+    &super::smoothing::Smoothing,
+    &super::mask_volume::MaskVolume,
+];
 
 /// The effects with their schemas, built once.
 fn registry() -> &'static [(EffectSpec, &'static dyn Effect)] {

@@ -13,9 +13,11 @@
 pub mod auto_threshold;
 pub mod catalog;
 pub mod islands;
+pub mod mask_volume;
 pub mod masking;
 mod request;
 pub mod schema;
+pub mod smoothing;
 pub mod threshold;
 
 pub use request::{flatten_masks, Control, EffectRequest, ProgressFn};

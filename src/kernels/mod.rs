@@ -4,3 +4,5 @@
 
 pub mod bbox;
 pub mod components;
+pub mod gaussian;
+pub mod morphology;
