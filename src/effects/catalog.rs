@@ -24,9 +24,12 @@ pub static EFFECTS: &[&dyn Effect] = &[
     &super::level_tracing::LevelTracing,
     &super::margin::Margin,
     &super::hollow::Hollow,
+    &super::smoothing::Smoothing,
     &super::islands::Islands,
     &super::logical::Logical,
+    &super::mask_volume::MaskVolume,
     &super::flood_filling::FloodFilling,
+    &super::local_threshold::LocalThreshold,
 ];
 
 /// The effects with their schemas, built once.

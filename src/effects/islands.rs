@@ -197,6 +197,7 @@ pub fn islands(input: &IslandsInput, params: &IslandsParams) -> Result<EffectOut
             for (n, &label) in kept.iter().enumerate().skip(1) {
                 output.modifiers.push(Modifier {
                     bypass_masking: false,
+                    overwrite: None,
                     target: Target::NewSegment {
                         suffix: format!("_{}", n + 1),
                     },
@@ -216,6 +217,7 @@ pub fn islands(input: &IslandsInput, params: &IslandsParams) -> Result<EffectOut
 fn set_selected(mask: Array3<u8>) -> Modifier {
     Modifier {
         bypass_masking: false,
+        overwrite: None,
         target: Target::Selected,
         mode: ModificationMode::Set,
         mask,
@@ -255,6 +257,7 @@ fn keep_or_remove_selected(
     Ok(EffectOutput {
         modifiers: vec![Modifier {
             bypass_masking: false,
+            overwrite: None,
             target: Target::Selected,
             mode,
             mask: mask_of(&comps, &[label]),
@@ -314,6 +317,7 @@ fn add_selected(input: &IslandsInput, point: [usize; 3]) -> Result<EffectOutput,
     Ok(EffectOutput {
         modifiers: vec![Modifier {
             bypass_masking: false,
+            overwrite: None,
             target: Target::Selected,
             mode: ModificationMode::Add,
             mask,

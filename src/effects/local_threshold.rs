@@ -5,7 +5,8 @@
 //! reference §3.4. The pipeline, on the source aligned to the reference lattice:
 //! 1. threshold `[MinimumThreshold, MaximumThreshold]`, both inclusive (as [`threshold`]);
 //! 2. erode it with the ellipsoid of `k` voxels per axis, `k` = `MinimumDiameterMm` in
-//!    voxels rounded to an odd number as Slicer does (Python's half-to-even `round`);
+//!    voxels rounded to an odd number as Slicer does (Python's half-to-even `round`, the
+//!    same rule as Smoothing's [`kernel_size_voxels`]);
 //!    neighbours outside the image are ignored, as in `vtkImageDilateErode3D`;
 //! 3. drop the 6-connected islands of fewer than 125 voxels (`vtkITKIslandMath`);
 //! 4. snap the click to the nearest remaining voxel within `±(k − 1)/2` voxels per axis
@@ -41,8 +42,11 @@
 //! ```
 
 use super::schema::{ChoiceSpec, EffectSpec, FromSource, Input, ParamSpec, ParamValues};
+use super::smoothing::kernel_size_voxels;
 use super::threshold::{threshold, value_range, ThresholdParams};
-use super::{Control, Effect, EffectError, EffectOutput, EffectRequest, ModificationMode, Modifier};
+use super::{
+    Control, Effect, EffectError, EffectOutput, EffectRequest, ModificationMode, Modifier,
+};
 use crate::kernels::components::{label_runs, Connectivity};
 use crate::kernels::morphology::{dilate_ellipsoid, erode_ellipsoid};
 use crate::volume::Scalar;
@@ -129,8 +133,10 @@ impl LocalThresholdParams {
             maximum_threshold: hi,
             minimum_diameter_mm: v.double("MinimumDiameterMm")?.abs(),
             feature_size_mm: v.double("FeatureSizeMm")?.abs(),
-            segmentation_algorithm: v
-                .choice("SegmentationAlgorithm", SegmentationAlgorithm::from_slicer_name)?,
+            segmentation_algorithm: v.choice(
+                "SegmentationAlgorithm",
+                SegmentationAlgorithm::from_slicer_name,
+            )?,
         })
     }
 }
@@ -138,19 +144,11 @@ impl LocalThresholdParams {
 impl Default for LocalThresholdParams {
     /// Slicer's defaults, as the schema states them (bounds from an unknown range).
     fn default() -> Self {
-        Self::from_values(&ParamValues::defaults(&LocalThreshold.spec()), || (0.0, 0.0))
-            .expect("the Local threshold schema's defaults parse")
+        Self::from_values(&ParamValues::defaults(&LocalThreshold.spec()), || {
+            (0.0, 0.0)
+        })
+        .expect("the Local threshold schema's defaults parse")
     }
-}
-
-/// Kernel size in voxels along one axis for `mm` on `spacing_mm` voxels: the odd number
-/// Slicer computes as `int(round((mm / spacing + 1) / 2) * 2 - 1)` with Python's
-/// half-to-even `round`: on 1 mm voxels 1 mm gives 1, 2, 3 and 4 mm give 3, 5 mm
-/// gives 5, 6 mm gives 7; 0 mm gives -1 (no kernel).
-pub fn odd_kernel_voxels(mm: f64, spacing_mm: f64) -> i64 {
-    let half = (mm / spacing_mm + 1.0) / 2.0;
-    let rounded = half.round_ties_even();
-    rounded as i64 * 2 - 1
 }
 
 /// Runs Local threshold on `source` (`[k][j][i]`, spacing along `(i, j, k)` in mm) for a
@@ -176,7 +174,8 @@ pub fn local_threshold<T: Scalar>(
         )));
     }
     let shape = source.dim();
-    let kernel_ijk = spacing_ijk.map(|s| odd_kernel_voxels(params.minimum_diameter_mm, s));
+    let kernel_kji = kernel_size_voxels(params.minimum_diameter_mm, spacing_ijk);
+    let kernel_ijk = [kernel_kji[2], kernel_kji[1], kernel_kji[0]];
     let empty = |region: u64| EffectOutput {
         modifiers: vec![Modifier::selected(
             ModificationMode::Add,
@@ -400,17 +399,6 @@ mod tests {
         assert_eq!(p.segmentation_algorithm, SegmentationAlgorithm::GrowCut);
     }
 
-    #[test]
-    fn kernel_sizes_round_half_to_even() {
-        let k: Vec<i64> = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-            .iter()
-            .map(|&mm| odd_kernel_voxels(mm, 1.0))
-            .collect();
-        assert_eq!(k, vec![1, 3, 3, 3, 5, 7]);
-        assert_eq!(odd_kernel_voxels(3.0, 10.0), 1);
-        assert_eq!(odd_kernel_voxels(0.0, 1.0), -1);
-    }
-
     /// Two 7-voxel cubes joined by a one-voxel bridge: with a 3 mm diameter the bridge is
     /// eroded away, the other cube's dilation stops at the bridge, and only the clicked
     /// cube (plus the part of the bridge outside the other cube's reach) is added.
@@ -420,15 +408,32 @@ mod tests {
         ct.slice_mut(s![1..8, 1..8, 1..8]).fill(100);
         ct.slice_mut(s![1..8, 1..8, 13..20]).fill(100);
         ct.slice_mut(s![4, 4, 8..13]).fill(100);
-        let out = local_threshold(ct.view(), [1.0; 3], [4, 4, 4], &masking(50.0, 150.0, 3.0), &Control::none())
-            .unwrap();
+        let out = local_threshold(
+            ct.view(),
+            [1.0; 3],
+            [4, 4, 4],
+            &masking(50.0, 150.0, 3.0),
+            &Control::none(),
+        )
+        .unwrap();
         let m = &out.modifiers[0].mask;
-        assert_eq!(m.slice(s![1..8, 1..8, 1..8]).sum(), 343);
-        assert_eq!(m.slice(s![.., .., 13..]).sum(), 0, "leaked into the other cube");
+        let count = |a: ndarray::ArrayView3<u8>| a.iter().filter(|&&v| v != 0).count();
+        assert_eq!(count(m.slice(s![1..8, 1..8, 1..8])), 343);
+        assert_eq!(
+            count(m.slice(s![.., .., 13..])),
+            0,
+            "leaked into the other cube"
+        );
         // Without the diameter constraint (1 voxel) the bridge connects them.
-        let all = local_threshold(ct.view(), [1.0; 3], [4, 4, 4], &masking(50.0, 150.0, 1.0), &Control::none())
-            .unwrap();
-        assert_eq!(all.modifiers[0].mask.sum() as usize, 343 * 2 + 5);
+        let all = local_threshold(
+            ct.view(),
+            [1.0; 3],
+            [4, 4, 4],
+            &masking(50.0, 150.0, 1.0),
+            &Control::none(),
+        )
+        .unwrap();
+        assert_eq!(count(all.modifiers[0].mask.view()), 343 * 2 + 5);
     }
 
     #[test]
@@ -437,13 +442,28 @@ mod tests {
         ct.slice_mut(s![1..8, 1..8, 1..8]).fill(100);
         // Next to the cube: within the 3-voxel kernel's reach of 1 voxel after erosion? The
         // eroded cube is 2..7, so (4, 4, 8) is 2 away along i: nothing.
-        let out = local_threshold(ct.view(), [1.0; 3], [4, 4, 8], &masking(50.0, 150.0, 3.0), &Control::none())
-            .unwrap();
-        assert_eq!(out.modifiers[0].mask.sum(), 0);
+        let out = local_threshold(
+            ct.view(),
+            [1.0; 3],
+            [4, 4, 8],
+            &masking(50.0, 150.0, 3.0),
+            &Control::none(),
+        )
+        .unwrap();
+        assert!(out.modifiers[0].mask.iter().all(|&v| v == 0));
         // On the cube's face (4, 4, 7): snapped to (4, 4, 6) of the eroded cube.
-        let out = local_threshold(ct.view(), [1.0; 3], [4, 4, 7], &masking(50.0, 150.0, 3.0), &Control::none())
-            .unwrap();
-        assert_eq!(out.modifiers[0].mask.sum(), 343);
+        let out = local_threshold(
+            ct.view(),
+            [1.0; 3],
+            [4, 4, 7],
+            &masking(50.0, 150.0, 3.0),
+            &Control::none(),
+        )
+        .unwrap();
+        assert_eq!(
+            out.modifiers[0].mask.iter().filter(|&&v| v != 0).count(),
+            343
+        );
     }
 
     #[test]
@@ -451,9 +471,15 @@ mod tests {
         // A 4x4x4 cube is eroded to 2x2x2 = 8 voxels < 125: nothing is added.
         let mut ct = Array3::<i16>::zeros((6, 6, 6));
         ct.slice_mut(s![1..5, 1..5, 1..5]).fill(100);
-        let out = local_threshold(ct.view(), [1.0; 3], [2, 2, 2], &masking(50.0, 150.0, 3.0), &Control::none())
-            .unwrap();
-        assert_eq!(out.modifiers[0].mask.sum(), 0);
+        let out = local_threshold(
+            ct.view(),
+            [1.0; 3],
+            [2, 2, 2],
+            &masking(50.0, 150.0, 3.0),
+            &Control::none(),
+        )
+        .unwrap();
+        assert!(out.modifiers[0].mask.iter().all(|&v| v == 0));
     }
 
     #[test]

@@ -250,6 +250,7 @@ pub(crate) fn per_segment(
             mode: ModificationMode::Set,
             mask: compute(request.segments[n].view())?,
             bypass_masking: false,
+            overwrite: None,
         });
     }
     Ok(output)

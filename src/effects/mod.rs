@@ -16,12 +16,15 @@ pub mod flood_filling;
 pub mod hollow;
 pub mod islands;
 pub mod level_tracing;
+pub mod local_threshold;
 pub mod logical;
 pub mod margin;
+pub mod mask_volume;
 pub mod masking;
 pub mod paint;
 mod request;
 pub mod schema;
+pub mod smoothing;
 pub mod threshold;
 
 pub use request::{flatten_masks, Control, EffectRequest, ProgressFn};
@@ -98,6 +101,9 @@ pub struct Modifier {
     /// Apply without the editable area and the overwrite of other segments (Logical
     /// operators' `BypassMasking`); the editable intensity range still applies.
     pub bypass_masking: bool,
+    /// Apply with this overwrite mode instead of the user's (Slicer's joint smoothing
+    /// writes every segment with "overwrite visible segments").
+    pub overwrite: Option<masking::OverwriteMode>,
 }
 
 impl Modifier {
@@ -108,6 +114,7 @@ impl Modifier {
             mode,
             mask,
             bypass_masking: false,
+            overwrite: None,
         }
     }
 }

@@ -138,6 +138,7 @@ pub fn threshold<T: Scalar>(
     Ok(EffectOutput {
         modifiers: vec![Modifier {
             bypass_masking: false,
+            overwrite: None,
             target: Target::Selected,
             mode: ModificationMode::Set,
             mask,

@@ -5,4 +5,6 @@
 pub mod bbox;
 pub mod components;
 pub mod distance;
+pub mod gaussian;
 pub mod joint_smoothing;
+pub mod morphology;
