@@ -179,3 +179,45 @@ def test_expert_segmentation(expert, factor, parity):
     """CTChest4's expert segmentation: ribs, three vertebral columns, two lungs and tissue."""
     failures = compare("CTChest4 expert", expert.astype(np.uint16), factor, parity)
     assert not failures, failures
+
+
+def test_through_the_engine_and_the_extension(scene_volume, expert, logic, parity):
+    """The Smoothing effect's JOINT_TAUBIN through `EngineLogic` and the engine: every
+    visible segment is written back (Set, overwrite visible segments, in segment order,
+    one undo step) and a hidden segment is left alone; each segment compared with Slicer's
+    pipeline result."""
+    import slicer_reference as ref
+
+    factor = 0.5
+    values = list(range(1, int(expert.max()) + 1))
+    segments = [(f"s{v}", f"label {v}") for v in values] + [("hidden", "hidden")]
+    _, volume = scene_volume
+    world = ref.World(scene_volume[0], volume, "joint smoothing (engine)", segments=segments)
+    for v in values:
+        world.paint(f"s{v}", (expert == v).astype(np.uint8))
+    hidden = np.zeros(expert.shape, np.uint8)
+    hidden[:, :10, :10] = 1
+    world.paint("hidden", hidden)
+    world.hide("hidden")
+    before_hidden = world.mask("hidden").copy()
+
+    result = logic.apply("Smoothing", {"SmoothingMethod": "JOINT_TAUBIN",
+                                       "JointTaubinSmoothingFactor": factor},
+                         volume, world.seg, "s1", segment_editor_node=world.editor)
+    assert sorted(result.changed_segment_ids) == sorted(f"s{v}" for v in values)
+    assert np.array_equal(world.mask("hidden"), before_hidden)
+
+    reference, _ = slicer_joint_smooth(expert.astype(np.uint16), factor)
+    failures = []
+    for v in values:
+        a, b = reference == v, world.mask(f"s{v}") != 0
+        d = dice(a, b)
+        parity(f"Smoothing JOINT_TAUBIN {factor} (engine)", f"label {v} (Dice {d:.4f})",
+               int(a.sum()), int(b.sum()), int(np.logical_xor(a, b).sum()))
+        bound = DICE_LARGE if int(a.sum()) >= LARGE else DICE_SMALL
+        if d < bound:
+            failures.append(f"label {v}: Dice {d:.4f} < {bound}")
+    assert not failures, failures
+    logic.undo()
+    for v in values:
+        assert np.array_equal(world.mask(f"s{v}"), (expert == v).astype(np.uint8)), v

@@ -256,6 +256,17 @@ pub fn apply_output(
                 *n
             }
         };
+        let own;
+        let masking = match m.overwrite {
+            Some(overwrite_mode) => {
+                own = Masking {
+                    overwrite_mode,
+                    ..*masking
+                };
+                &own
+            }
+            None => masking,
+        };
         let c = match source {
             Some(src) => with_volume!(src, v => apply_modifier(
                 segments, target, m.mask.view(), m.mode, masking, m.bypass_masking, Some(v.data.view())

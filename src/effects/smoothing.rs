@@ -10,8 +10,12 @@
 //! - `GAUSSIAN`: the segment as 0/255, `vtkImageGaussianSmooth` (radius factor 4,
 //!   standard deviation `GaussianStandardDeviationMm / spacing` voxels per axis), then
 //!   `>= 127` is inside; see [`gaussian_smooth_u8`];
-//! - `JOINT_TAUBIN` (joint smoothing of all visible segments) is declared but not
-//!   implemented here: [`EffectError::Unsupported`].
+//! - `JOINT_TAUBIN`: joint smoothing of all visible segments together, by
+//!   [`crate::kernels::joint_smoothing`] (marching cubes, Taubin's windowed-sinc filter,
+//!   re-voxelisation), each visible segment written back with Set under "overwrite
+//!   visible segments" as Slicer does. The surface triangulation of ambiguous cubes is
+//!   segkit's own, not VTK's table, so results match Slicer to Dice 0.99 on large
+//!   segments, less on thin ones (see the kernel's documentation).
 //!
 //! **Kernel size in voxels**, per axis, from `KernelSizeMm` and the spacing:
 //! `int(round((mm / spacing + 1) / 2) * 2 - 1)` with Python's `round`, which rounds
@@ -43,6 +47,7 @@
 //! assert!(out.iter().all(|&v| v == 1));
 //! ```
 
+use super::masking::OverwriteMode;
 use super::schema::{ChoiceSpec, EffectSpec, Input, ParamSpec, ParamValues};
 use super::{
     Control, Effect, EffectError, EffectOutput, EffectRequest, ModificationMode, Modifier, Target,
@@ -50,6 +55,7 @@ use super::{
 use crate::kernels::gaussian::gaussian_pass_u8;
 #[cfg(doc)]
 use crate::kernels::gaussian::gaussian_smooth_u8;
+use crate::kernels::joint_smoothing::joint_smooth;
 #[cfg(doc)]
 use crate::kernels::morphology::{close_ellipsoid, open_ellipsoid};
 use crate::kernels::morphology::{dilate, erode, median_box, Footprint};
@@ -192,9 +198,9 @@ fn smooth_segment_with(
     }
     let method = params.smoothing_method;
     if method == SmoothingMethod::JointTaubin {
-        return Err(EffectError::Unsupported(
-            "joint smoothing (JOINT_TAUBIN) is not implemented by segkit's Smoothing yet; \
-             use MEDIAN, GAUSSIAN, MORPHOLOGICAL_OPENING or MORPHOLOGICAL_CLOSING"
+        return Err(EffectError::Input(
+            "joint smoothing (JOINT_TAUBIN) smooths all visible segments together, not one \
+             segment: run the Smoothing effect"
                 .into(),
         ));
     }
@@ -276,6 +282,9 @@ pub fn smoothing(
     control: &Control,
 ) -> Result<EffectOutput, EffectError> {
     let mut output = EffectOutput::default();
+    if params.smoothing_method == SmoothingMethod::JointTaubin {
+        return joint(input, params, control);
+    }
     if params.apply_to_all_visible_segments
         && params.smoothing_method != SmoothingMethod::JointTaubin
     {
@@ -318,6 +327,54 @@ pub fn smoothing(
     output
         .modifiers
         .push(Modifier::selected(ModificationMode::Set, mask));
+    Ok(output)
+}
+
+/// Joint smoothing, as Slicer's `smoothMultipleSegments`: the visible segments merged into
+/// one label map (label = position among the visible ones + 1, later segments winning),
+/// smoothed together by [`joint_smooth`], and each visible segment written back with Set
+/// in display order under "overwrite visible segments" (the later one wins where two
+/// smoothed segments overlap; hidden segments are not touched). A visible segment whose
+/// surface vanished is cleared.
+fn joint(
+    input: &SmoothingInput,
+    params: &SmoothingParams,
+    control: &Control,
+) -> Result<EffectOutput, EffectError> {
+    let visible: Vec<usize> = (0..input.segments.len())
+        .filter(|&n| input.visible.get(n).copied().unwrap_or(false))
+        .collect();
+    let mut output = EffectOutput::default();
+    let Some(&first) = visible.first() else {
+        // Slicer: "Smoothing operation skipped: there are no visible segments".
+        return Ok(output);
+    };
+    let shape = input.segments[first].dim();
+    let labels = crate::effects::flatten_masks(
+        visible.iter().enumerate().map(|(p, &n)| {
+            (
+                input.segments[n].view(),
+                (p + 1).min(u16::MAX as usize) as u16,
+            )
+        }),
+        shape,
+    );
+    let smoothed = joint_smooth(labels.view(), params.joint_taubin_smoothing_factor, control)?;
+    drop(labels);
+    let mut by_label: std::collections::HashMap<u16, Array3<u8>> = smoothed.into_iter().collect();
+    for (p, &n) in visible.iter().enumerate() {
+        let label = (p + 1).min(u16::MAX as usize) as u16;
+        let mask = by_label
+            .remove(&label)
+            .unwrap_or_else(|| Array3::zeros(shape));
+        output.modifiers.push(Modifier {
+            target: Target::Segment(n),
+            mode: ModificationMode::Set,
+            mask,
+            bypass_masking: false,
+            overwrite: Some(OverwriteMode::VisibleSegments),
+        });
+    }
     Ok(output)
 }
 
@@ -511,6 +568,35 @@ mod tests {
     }
 
     #[test]
+    fn joint_smoothing_writes_every_visible_segment_under_overwrite_visible() {
+        let mut a = Array3::<u8>::zeros((16, 16, 16));
+        a.slice_mut(ndarray::s![2..14, 2..14, 2..8]).fill(1);
+        let mut b = Array3::<u8>::zeros((16, 16, 16));
+        b.slice_mut(ndarray::s![2..14, 2..14, 8..14]).fill(1);
+        let hidden = Array3::<u8>::ones((16, 16, 16));
+        let segments = vec![a, hidden, b];
+        let input = SmoothingInput {
+            segments: &segments,
+            visible: &[true, false, true],
+            selected: Some(0),
+            spacing_ijk: [1.0; 3],
+        };
+        let out = smoothing(
+            &input,
+            &params(SmoothingMethod::JointTaubin, 3.0),
+            &Control::none(),
+        )
+        .unwrap();
+        let targets: Vec<_> = out.modifiers.iter().map(|m| m.target.clone()).collect();
+        assert_eq!(targets, vec![Target::Segment(0), Target::Segment(2)]);
+        for m in &out.modifiers {
+            assert_eq!(m.mode, ModificationMode::Set);
+            assert_eq!(m.overwrite, Some(OverwriteMode::VisibleSegments));
+            assert!(m.mask.iter().any(|&v| v != 0));
+        }
+    }
+
+    #[test]
     fn joint_smoothing_and_empty_kernels_are_refused() {
         let seg = Array3::<u8>::ones((2, 2, 2));
         let e = smooth_segment(
@@ -518,7 +604,7 @@ mod tests {
             [1.0; 3],
             &params(SmoothingMethod::JointTaubin, 3.0),
         );
-        assert!(matches!(e, Err(EffectError::Unsupported(_))), "{e:?}");
+        assert!(matches!(e, Err(EffectError::Input(_))), "{e:?}");
         let e = smooth_segment(seg.view(), [1.0; 3], &params(SmoothingMethod::Median, 0.0))
             .unwrap_err();
         assert!(e.to_string().contains("KernelSizeMm"), "{e}");

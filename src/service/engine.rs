@@ -691,6 +691,13 @@ fn modifiers_to_pb(
                 new_segment_name,
                 target_segment_id,
                 bypass_masking: m.bypass_masking,
+                overwrite_mode: m.overwrite.map(|o| {
+                    (match o {
+                        OverwriteMode::AllSegments => pb::OverwriteMode::AllSegments,
+                        OverwriteMode::VisibleSegments => pb::OverwriteMode::VisibleSegments,
+                        OverwriteMode::None => pb::OverwriteMode::None,
+                    }) as i32
+                }),
                 mode: match m.mode {
                     ModificationMode::Set => pb::ModificationMode::Set,
                     ModificationMode::Add => pb::ModificationMode::Add,

@@ -138,6 +138,7 @@ class Modifier:
     new_segment_name: str = ""
     target_segment_id: str = ""    # an existing segment other than the selected one
     bypass_masking: bool = False   # Logical operators' BypassMasking
+    overwrite_mode: Optional[int] = None   # this modifier's own overwrite mode (joint smoothing)
 
 
 # A volume whose name ends with one of these (any case) and whose voxels are integers
@@ -628,7 +629,8 @@ class EngineLogic:
                 new_segment=m.new_segment,
                 new_segment_name=m.new_segment_name,
                 target_segment_id=m.target_segment_id,
-                bypass_masking=m.bypass_masking))
+                bypass_masking=m.bypass_masking,
+                overwrite_mode=m.overwrite_mode if m.HasField("overwrite_mode") else None))
         for n, ref in enumerate(reply.volumes):
             result.volumes.append(self._download(ref, n))
         return result
@@ -672,8 +674,17 @@ class EngineLogic:
                     target = m.target_segment_id
                 else:
                     target = selected
-                context.modify_segment(target, image, m.mode, selected=target == selected,
-                                       bypass_masking=m.bypass_masking)
+                node = context.editor_node() if m.overwrite_mode is not None else None
+                old = node.GetOverwriteMode() if node is not None else None
+                if node is not None:
+                    # As Slicer's joint smoothing: this write uses its own overwrite mode.
+                    node.SetOverwriteMode(int(m.overwrite_mode))
+                try:
+                    context.modify_segment(target, image, m.mode, selected=target == selected,
+                                           bypass_masking=m.bypass_masking)
+                finally:
+                    if node is not None:
+                        node.SetOverwriteMode(old)
                 if target not in changed:
                     changed.append(target)
         result.changed_segment_ids = changed
