@@ -78,7 +78,21 @@ fn effects_are_listed_with_slicer_parameter_names() {
     }
     let json = segkit(&["effects", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(v[1]["parameters"][1]["default"], "1000");
+    let islands = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "Islands")
+        .unwrap();
+    assert_eq!(islands["parameters"][1]["default"], "1000");
+    let margin = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["cli_name"] == "margin")
+        .unwrap();
+    assert_eq!(margin["parameters"][0]["name"], "MarginSizeMm");
+    assert_eq!(margin["parameters"][0]["default"], "3");
 }
 
 #[test]

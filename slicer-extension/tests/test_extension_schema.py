@@ -99,7 +99,7 @@ def test_a_new_engine_effect_needs_no_python_change():
 
 def test_unknown_effect_names_the_known_ones(effects):
     with pytest.raises(KeyError, match="Threshold"):
-        schema.find_effect(effects, "Paint")
+        schema.find_effect(effects, "No such effect")
 
 
 def test_segment_parameters_and_volume_effects():

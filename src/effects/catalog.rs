@@ -220,7 +220,10 @@ pub(crate) mod tests {
         assert_eq!(find("Islands").unwrap().cli_name, "islands");
         assert_eq!(find("threshold").unwrap().name, "Threshold");
         let err = find("no-such").unwrap_err().to_string();
-        assert!(err.contains("threshold, islands"), "{err}");
+        assert!(
+            err.contains("threshold") && err.contains("islands"),
+            "{err}"
+        );
     }
 
     #[test]
