@@ -131,9 +131,11 @@ pub struct EffectOutput {
     pub volumes: Vec<OutputVolume>,
 }
 
-/// A volume an effect made, with the name Slicer gives it ("CT masked").
+/// A volume an effect made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputVolume {
+    /// What Slicer appends to the source volume's name for it (" masked" gives
+    /// "CT masked"); the engine and the command line add the source's name.
     pub name: String,
     pub volume: AnyVolume,
 }

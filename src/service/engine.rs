@@ -594,11 +594,7 @@ impl Prepared {
             .unwrap_or_default();
         let mut volumes = Vec::with_capacity(output.volumes.len());
         for v in &output.volumes {
-            let name = if v.name.is_empty() {
-                source_name.clone()
-            } else {
-                v.name.clone()
-            };
+            let name = format!("{source_name}{}", v.name);
             let mut vref = engine.cache_volume(v.volume.clone(), name.clone(), Vec::new())?;
             // The cache answers the entry it already held for the same voxels (named after
             // whoever brought them first); this answer names this effect's output.
