@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub struct CachedVolume {
     pub id: String,
-    pub volume: AnyVolume,
+    /// The voxels, shared between entries that differ only by name.
+    pub volume: Arc<AnyVolume>,
     pub name: String,
     pub minimum_value: f64,
     pub maximum_value: f64,
@@ -80,8 +81,28 @@ impl VolumeCache {
             return Err(bytes);
         }
         let mut inner = self.lock();
-        if let Some(existing) = inner.entries.get(&v.id) {
-            return Ok(existing.0.clone());
+        inner.clock += 1;
+        let now = inner.clock;
+        if let Some((existing, used)) = inner.entries.get_mut(&v.id) {
+            // Same voxels brought again: keep the voxels, but the name is the latest
+            // caller's (a volume renamed in Slicer, or an effect output equal to its
+            // source, must not come back under an older name).
+            if (existing.name != v.name && !v.name.is_empty()) || existing.warnings != v.warnings {
+                *existing = Arc::new(CachedVolume {
+                    id: existing.id.clone(),
+                    volume: existing.volume.clone(),
+                    name: if v.name.is_empty() {
+                        existing.name.clone()
+                    } else {
+                        v.name
+                    },
+                    minimum_value: existing.minimum_value,
+                    maximum_value: existing.maximum_value,
+                    warnings: v.warnings,
+                });
+            }
+            *used = now;
+            return Ok(existing.clone());
         }
         while inner.bytes + bytes > self.limit_bytes {
             let Some(oldest) = inner
@@ -96,8 +117,6 @@ impl VolumeCache {
                 inner.bytes -= gone.bytes();
             }
         }
-        inner.clock += 1;
-        let now = inner.clock;
         let arc = Arc::new(v);
         inner.bytes += bytes;
         inner.entries.insert(arc.id.clone(), (arc.clone(), now));
@@ -159,12 +178,30 @@ mod tests {
             Volume::new(Array3::from_elem((1, 1, n), fill), Geometry::default()).into();
         CachedVolume {
             id: volume_id(&v),
-            volume: v,
+            volume: Arc::new(v),
             name: String::new(),
             minimum_value: 0.0,
             maximum_value: 0.0,
             warnings: vec![],
         }
+    }
+
+    #[test]
+    fn the_same_voxels_brought_again_take_the_latest_name_and_share_the_voxels() {
+        let cache = VolumeCache::new(1000);
+        let first = cache.insert(vol(1, 10)).unwrap();
+        let renamed = CachedVolume {
+            name: "CT renamed".into(),
+            ..vol(1, 10)
+        };
+        let second = cache.insert(renamed).unwrap();
+        assert_eq!(second.name, "CT renamed");
+        assert!(Arc::ptr_eq(&first.volume, &second.volume));
+        assert_eq!(cache.get(&first.id).unwrap().name, "CT renamed");
+        // A caller without a name does not erase the one the volume has.
+        let third = cache.insert(vol(1, 10)).unwrap();
+        assert_eq!(third.name, "CT renamed");
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]
@@ -187,7 +224,7 @@ mod tests {
         let a = vol(1, 10);
         assert_eq!(a.id, vol(1, 10).id);
         assert_ne!(a.id, vol(2, 10).id);
-        let mut moved = a.volume.clone();
+        let mut moved = (*a.volume).clone();
         let mut g = *moved.geometry();
         g.origin[2] = 5.0;
         moved.set_geometry(g);

@@ -60,7 +60,7 @@ impl EngineService {
         let id = volume_id(&volume);
         let cached = CachedVolume {
             id,
-            volume,
+            volume: Arc::new(volume),
             name,
             minimum_value,
             maximum_value,
@@ -573,7 +573,7 @@ impl Prepared {
         let output = catalog::run(
             self.spec.name,
             &RunInput {
-                source: self.source.as_ref().map(|v| &v.volume),
+                source: self.source.as_ref().map(|v| &*v.volume),
                 geometry: &self.geometry,
                 segments: &self.segments.masks,
                 visible: &self.segments.visible,
@@ -628,7 +628,7 @@ impl Prepared {
                 &selected_name,
                 &output,
                 masking,
-                self.source.as_ref().map(|v| &v.volume),
+                self.source.as_ref().map(|v| &*v.volume),
             )
             .map_err(effect_status)?;
             for n in changed {
