@@ -10,6 +10,7 @@
 //! that, by Slicer itself when the extension applies the result, or by [`masking`] when
 //! segkit applies it (command line, batch).
 
+pub mod auto_complete;
 pub mod auto_threshold;
 pub mod catalog;
 pub mod flood_filling;
@@ -50,6 +51,13 @@ pub trait Effect: Sync {
     /// A missing input, a parameter that does not fit the input, a cancelled request, or a
     /// case the effect does not implement ([`EffectError::Unsupported`]).
     fn run(&self, request: &EffectRequest) -> Result<EffectOutput, EffectError>;
+
+    /// The effect as an auto-complete effect (Grow from seeds, Fill between slices,
+    /// Watershed, Fast Marching), which the engine can also run as a preview session;
+    /// `None` for the others. Such an effect's `run` is [`auto_complete::run_request`].
+    fn auto_complete(&self) -> Option<&'static dyn auto_complete::AutoComplete> {
+        None
+    }
 }
 
 /// How a modifier changes its segment (Slicer's `ModificationMode`).
