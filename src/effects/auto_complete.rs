@@ -419,14 +419,23 @@ impl Session {
         input.control.check()?;
         let built = self.state.as_mut().expect("the box was just made");
         let seeds = merged_seeds(&self.inputs, input.segments, built.bbox);
-        let labels = built.algorithm.update(&PreviewInput {
+        let labels = match built.algorithm.update(&PreviewInput {
             source: built.source.as_ref(),
             seeds: seeds.view(),
             locked: built.locked.as_ref().map(|l| l.view()),
             spacing_ijk: input.geometry.spacing,
             params: input.params,
             control: input.control,
-        })?;
+        }) {
+            Ok(labels) => labels,
+            Err(e) => {
+                // A cancelled or failed update may leave the algorithm's state half
+                // updated: the next update starts over.
+                self.state = None;
+                self.preview = None;
+                return Err(e);
+            }
+        };
         if labels.dim() != built.bbox.shape() {
             return Err(EffectError::Internal(format!(
                 "the preview has shape {:?}, the box {:?}",

@@ -5,6 +5,7 @@
 //! implementing [`Effect`]; adding an effect means writing that file and listing the
 //! struct in [`EFFECTS`]. The Slicer extension builds its widgets from the schema.
 
+use super::auto_complete::AutoComplete;
 use super::masking::Masking;
 use super::{
     check_point, Control, Effect, EffectError, EffectOutput, EffectRequest, EffectSpec, ParamValues,
@@ -35,7 +36,16 @@ pub static EFFECTS: &[&dyn Effect] = &[
 /// The effects with their schemas, built once.
 fn registry() -> &'static [(EffectSpec, &'static dyn Effect)] {
     static REGISTRY: OnceLock<Vec<(EffectSpec, &'static dyn Effect)>> = OnceLock::new();
-    REGISTRY.get_or_init(|| EFFECTS.iter().map(|e| (e.spec(), *e)).collect())
+    REGISTRY.get_or_init(|| {
+        EFFECTS
+            .iter()
+            .map(|e| {
+                let mut spec = e.spec();
+                spec.preview = e.auto_complete().is_some();
+                (spec, *e)
+            })
+            .collect()
+    })
 }
 
 /// The schemas of every effect.
@@ -65,6 +75,33 @@ fn lookup(name: &str) -> Result<&'static (EffectSpec, &'static dyn Effect), Effe
                     .join(", ")
             ))
         })
+}
+
+/// The auto-complete effect named `name`, for a preview session.
+///
+/// # Errors
+/// An unknown effect, or one that has no preview.
+pub fn find_auto_complete(
+    name: &str,
+) -> Result<(EffectSpec, &'static dyn AutoComplete), EffectError> {
+    let (spec, effect) = lookup(name)?;
+    let auto = effect.auto_complete().ok_or_else(|| {
+        let with: Vec<&str> = registry()
+            .iter()
+            .filter(|(s, _)| s.preview)
+            .map(|(s, _)| s.name)
+            .collect();
+        EffectError::Input(format!(
+            "{} has no preview; the effects with one are: {}",
+            spec.name,
+            if with.is_empty() {
+                "none".to_string()
+            } else {
+                with.join(", ")
+            }
+        ))
+    })?;
+    Ok((spec.clone(), auto))
 }
 
 /// The inputs of a request before they are checked: what the engine and the command

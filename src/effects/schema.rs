@@ -192,6 +192,9 @@ pub struct EffectSpec {
     pub reported: Vec<(&'static str, &'static str)>,
     /// The effect makes a new volume (Mask volume) instead of, or besides, modifiers.
     pub produces_volume: bool,
+    /// An auto-complete effect, which also runs as a preview session (set by the catalog
+    /// from [`super::Effect::auto_complete`]).
+    pub preview: bool,
 }
 
 impl EffectSpec {
@@ -212,6 +215,7 @@ impl EffectSpec {
             long_running: false,
             reported: vec![],
             produces_volume: false,
+            preview: false,
         }
     }
 

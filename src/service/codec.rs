@@ -185,6 +185,27 @@ pub fn mask_from_pb(
     geometry: &Geometry,
     what: &str,
 ) -> Result<Array3<u8>, Error> {
+    let mut full = Array3::<u8>::zeros((size[2], size[1], size[0]));
+    if let Some((lo, cropped)) = mask_cropped_from_pb(m, size, geometry, what)? {
+        let (a, b, c) = cropped.dim();
+        full.slice_mut(s![lo[0]..lo[0] + a, lo[1]..lo[1] + b, lo[2]..lo[2] + c])
+            .assign(&cropped);
+    }
+    Ok(full)
+}
+
+/// A part of a mask: its first voxel `[k, j, i]` and its voxels.
+pub type MaskPart = ([usize; 3], Array3<u8>);
+
+/// Decodes a mask on the lattice `(size, geometry)` as it was sent: its first voxel
+/// `[k, j, i]` and the voxels of its extent; `None` for an empty mask. Checks the geometry
+/// as [`mask_from_pb`].
+pub fn mask_cropped_from_pb(
+    m: &pb::Mask,
+    size: [usize; 3],
+    geometry: &Geometry,
+    what: &str,
+) -> Result<Option<MaskPart>, Error> {
     let (msize, mgeom) = geometry_from_pb(m.geometry.as_ref(), what)?;
     if msize != size || !mgeom.approx_eq(geometry, GEOMETRY_TOLERANCE_MM) {
         return Err(invalid(format!(
@@ -193,12 +214,11 @@ pub fn mask_from_pb(
             mgeom.origin, mgeom.spacing, geometry.origin, geometry.spacing
         )));
     }
-    let mut full = Array3::<u8>::zeros((size[2], size[1], size[0]));
     let Some(extent) = &m.extent else {
         if !m.data.is_empty() {
             return Err(invalid(format!("{what}: data without an extent")));
         }
-        return Ok(full);
+        return Ok(None);
     };
     let [(i0, i1), (j0, j1), (k0, k1)] = extent_from_pb(extent, size, what)?;
     let shape = (k1 - k0 + 1, j1 - j0 + 1, i1 - i0 + 1);
@@ -217,9 +237,7 @@ pub fn mask_from_pb(
     };
     let cropped =
         Array3::from_shape_vec(shape, values).map_err(|e| invalid(format!("{what}: {e}")))?;
-    full.slice_mut(s![k0..=k1, j0..=j1, i0..=i1])
-        .assign(&cropped);
-    Ok(full)
+    Ok(Some(([k0, j0, i0], cropped)))
 }
 
 /// Encodes a 0/1 (any non-zero = 1) mask on the lattice `(size, geometry)`, cropped to the
@@ -231,7 +249,20 @@ pub fn mask_to_pb(
     encoding: pb::MaskEncoding,
 ) -> pb::Mask {
     let (nk, nj, ni) = mask.dim();
-    let size = [ni, nj, nk];
+    mask_part_to_pb(mask, [0; 3], [ni, nj, nk], geometry, encoding)
+}
+
+/// [`mask_to_pb`] of a part of the lattice: `mask` holds the voxels from `[k, j, i]` =
+/// `offset_kji` on, of a lattice of `size` (`[ni, nj, nk]`) voxels; the voxels outside
+/// the part are 0.
+pub fn mask_part_to_pb(
+    mask: ArrayView3<u8>,
+    offset_kji: [usize; 3],
+    size: [usize; 3],
+    geometry: &Geometry,
+    encoding: pb::MaskEncoding,
+) -> pb::Mask {
+    let o = offset_kji;
     let mut out = pb::Mask {
         geometry: Some(geometry_to_pb(size, geometry)),
         extent: None,
@@ -252,12 +283,12 @@ pub fn mask_to_pb(
     }
     .into();
     out.extent = Some(pb::Extent {
-        i_min: b[2].0 as u32,
-        i_max: (b[2].1 - 1) as u32,
-        j_min: b[1].0 as u32,
-        j_max: (b[1].1 - 1) as u32,
-        k_min: b[0].0 as u32,
-        k_max: (b[0].1 - 1) as u32,
+        i_min: (o[2] + b[2].0) as u32,
+        i_max: (o[2] + b[2].1 - 1) as u32,
+        j_min: (o[1] + b[1].0) as u32,
+        j_max: (o[1] + b[1].1 - 1) as u32,
+        k_min: (o[0] + b[0].0) as u32,
+        k_max: (o[0] + b[0].1 - 1) as u32,
     });
     out
 }

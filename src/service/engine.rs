@@ -3,6 +3,7 @@
 
 use super::cache::{volume_id, CachedVolume, VolumeCache};
 use super::codec::{self, geometry_from_pb, geometry_to_pb, mask_from_pb, mask_to_pb};
+use super::preview::{segments_from_pb, PreviewSession, PreviewStore};
 use super::{pb, STREAM_CHANNEL_CAPACITY};
 use crate::effects::catalog::{self, RunInput};
 use crate::effects::masking::{apply_output, MaskMode, Masking, OverwriteMode, SegmentMasks};
@@ -28,6 +29,7 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct EngineService {
     cache: Arc<VolumeCache>,
     running: Arc<AtomicUsize>,
+    previews: PreviewStore,
 }
 
 impl EngineService {
@@ -36,6 +38,8 @@ impl EngineService {
         EngineService {
             cache: Arc::new(VolumeCache::new(cache_bytes)),
             running: Arc::new(AtomicUsize::new(0)),
+            // Preview sessions get their own budget, as large as the cache's.
+            previews: PreviewStore::new(cache_bytes),
         }
     }
 
@@ -116,6 +120,7 @@ impl pb::engine_server::Engine for EngineService {
             cache_bytes: self.cache.limit_bytes(),
             open_by_path: true,
             effects_running: self.running.load(Ordering::Relaxed) as u32,
+            previews_open: self.previews.len() as u32,
         }))
     }
 
@@ -223,6 +228,79 @@ impl pb::engine_server::Engine for EngineService {
     ) -> Result<Response<pb::VolumeRef>, Status> {
         let v = self.volume(&request.into_inner().volume_id)?;
         Ok(Response::new(volume_ref(&v)))
+    }
+
+    async fn start_preview(
+        &self,
+        request: Request<pb::StartPreviewRequest>,
+    ) -> Result<Response<pb::PreviewResponse>, Status> {
+        let this = self.clone();
+        let req = request.into_inner();
+        let claimed = blocking(move || {
+            let session = this.prepare_preview(req)?;
+            Ok(this.previews.open(session))
+        })
+        .await?;
+        let control = Control::new(Arc::new(AtomicBool::new(false)), None);
+        let _cancel_on_drop = CancelOnDrop(control.clone());
+        let running = Running::new(&self.running);
+        let response = blocking(move || {
+            let id = claimed.id.clone();
+            let result = claimed.run(&control, |s| s.update(&control, &id));
+            // The client learns the session's id only from a successful start.
+            if result.is_err() || control.is_cancelled() {
+                claimed.close();
+            }
+            result
+        })
+        .await;
+        drop(running);
+        Ok(Response::new(response?))
+    }
+
+    async fn update_preview(
+        &self,
+        request: Request<pb::UpdatePreviewRequest>,
+    ) -> Result<Response<pb::PreviewResponse>, Status> {
+        let req = request.into_inner();
+        let claimed = self.previews.claim(&req.session_id)?;
+        let control = Control::new(Arc::new(AtomicBool::new(false)), None);
+        let _cancel_on_drop = CancelOnDrop(control.clone());
+        let running = Running::new(&self.running);
+        let response = blocking(move || {
+            claimed.run(&control, |s| {
+                s.edit(&req.edits, req.parameters.into_iter().collect())?;
+                s.update(&control, &req.session_id)
+            })
+        })
+        .await;
+        drop(running);
+        Ok(Response::new(response?))
+    }
+
+    async fn apply_preview(
+        &self,
+        request: Request<pb::PreviewSessionRequest>,
+    ) -> Result<Response<pb::ApplyEffectResponse>, Status> {
+        let id = request.into_inner().session_id;
+        let claimed = self.previews.claim(&id)?;
+        let response = blocking(move || {
+            let response = claimed.run(&Control::none(), |s| s.apply())?;
+            claimed.close();
+            Ok(response)
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn cancel_preview(
+        &self,
+        request: Request<pb::PreviewSessionRequest>,
+    ) -> Result<Response<pb::CancelPreviewResponse>, Status> {
+        // Closing a session that is already closed is not an error: Cancel is what a client
+        // does when it is unsure.
+        self.previews.close(&request.into_inner().session_id);
+        Ok(Response::new(pb::CancelPreviewResponse {}))
     }
 
     async fn apply_effect(
@@ -465,6 +543,60 @@ struct Prepared {
 }
 
 impl EngineService {
+    fn prepare_preview(&self, req: pb::StartPreviewRequest) -> Result<PreviewSession, Status> {
+        let (spec, effect) = catalog::find_auto_complete(&req.effect)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let source = if req.volume_id.is_empty() {
+            if spec.inputs.contains(&Input::SourceVolume) {
+                return Err(Status::invalid_argument(format!(
+                    "{} needs a source volume: set volume_id",
+                    spec.name
+                )));
+            }
+            None
+        } else {
+            Some(self.volume(&req.volume_id)?)
+        };
+        let (size, geometry) = match &source {
+            Some(v) => (v.volume.size_ijk(), *v.volume.geometry()),
+            None => {
+                let first = req
+                    .segments
+                    .first()
+                    .and_then(|s| s.mask.as_ref())
+                    .ok_or_else(|| {
+                        Status::invalid_argument(
+                            "no volume_id and no segment: nothing gives the lattice",
+                        )
+                    })?;
+                geometry_from_pb(first.geometry.as_ref(), "segment 0")?
+            }
+        };
+        let (segments, ids) = segments_from_pb(&req.segments, size, &geometry)?;
+        let selected = ids.iter().position(|id| *id == req.selected_segment_id);
+        if !req.selected_segment_id.is_empty() && selected.is_none() {
+            return Err(Status::invalid_argument(format!(
+                "selected_segment_id {:?} is not among the segments sent",
+                req.selected_segment_id
+            )));
+        }
+        let masking = req
+            .masking
+            .as_ref()
+            .map(|m| masking_from_pb(Some(m), &ids))
+            .transpose()?;
+        let parameters: BTreeMap<String, String> = req.parameters.into_iter().collect();
+        crate::effects::ParamValues::new(&spec, &parameters)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let encoding = match pb::MaskEncoding::try_from(req.result_encoding) {
+            Ok(pb::MaskEncoding::Bits) => pb::MaskEncoding::Bits,
+            _ => pb::MaskEncoding::Runs,
+        };
+        Ok(PreviewSession::new(
+            spec, effect, source, geometry, segments, ids, selected, parameters, masking, encoding,
+        ))
+    }
+
     fn prepare(&self, req: pb::ApplyEffectRequest) -> Result<Prepared, Status> {
         let spec =
             catalog::find(&req.effect).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -656,7 +788,7 @@ impl Prepared {
 }
 
 /// An effect's error as a status: cancelled, not supported, or a bad request.
-fn effect_status(e: EffectError) -> Status {
+pub(super) fn effect_status(e: EffectError) -> Status {
     match e {
         EffectError::Cancelled => Status::cancelled("the effect was cancelled"),
         EffectError::Internal(m) => Status::internal(m),
@@ -664,7 +796,7 @@ fn effect_status(e: EffectError) -> Status {
     }
 }
 
-fn modifiers_to_pb(
+pub(super) fn modifiers_to_pb(
     output: &EffectOutput,
     selected_name: &str,
     ids: &[String],
@@ -821,6 +953,7 @@ fn effect_to_pb(e: &EffectSpec) -> pb::EffectInfo {
         inputs: e.inputs.iter().map(input).collect(),
         long_running: e.long_running,
         produces_volume: e.produces_volume,
+        preview: e.preview,
         reported: e
             .reported
             .iter()

@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod codec;
 mod engine;
+mod preview;
 
 pub use engine::EngineService;
 

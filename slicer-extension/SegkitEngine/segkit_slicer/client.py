@@ -447,17 +447,54 @@ class EngineClient:
                 self._active.remove(call)
 
     def _apply_unary(self, req, timeout_s):
+        return self._cancellable("ApplyEffect", self._stub.ApplyEffect, req, timeout_s)
+
+    def _cancellable(self, method: str, stub_method, req, timeout_s):
+        """A unary call that `cancel()` stops from another thread."""
         self._connect()
-        future = self._stub.ApplyEffect.future(req, metadata=self._metadata(), timeout=timeout_s)
+        future = stub_method.future(req, metadata=self._metadata(), timeout=timeout_s)
         self._track(future)
         try:
             return future.result()
         except grpc.FutureCancelledError:
-            raise EngineError("ApplyEffect", grpc.StatusCode.CANCELLED, "cancelled by the user") from None
+            raise EngineError(method, grpc.StatusCode.CANCELLED, "cancelled by the user") from None
         except grpc.RpcError as e:
-            raise _engine_error("ApplyEffect", e) from None
+            raise _engine_error(method, e) from None
         finally:
             self._untrack(future)
+
+    # -- preview sessions (auto-complete effects) -------------------------------------------
+
+    def start_preview(self, request: pb.StartPreviewRequest, source: Optional[SourceVolume] = None,
+                      timeout_s: Optional[float] = None) -> pb.PreviewResponse:
+        """Starts a preview session (Slicer's Initialize); `request.volume_id` is filled
+        from `source`. `cancel()` stops it (EngineError CANCELLED; no session stays open)."""
+
+        def run(volume_id: str) -> pb.PreviewResponse:
+            req = pb.StartPreviewRequest()
+            req.CopyFrom(request)
+            req.volume_id = volume_id
+            self.stats.effect_calls += 1
+            return self._cancellable("StartPreview", self._stub.StartPreview, req, timeout_s)
+
+        return self._with_volume(source, run)
+
+    def update_preview(self, request: pb.UpdatePreviewRequest,
+                       timeout_s: Optional[float] = None) -> pb.PreviewResponse:
+        """Sends seed edits and changed parameters; answers the new preview. `cancel()`
+        stops the computation (the session stays open)."""
+        self.stats.effect_calls += 1
+        return self._cancellable("UpdatePreview", self._stub.UpdatePreview, request, timeout_s)
+
+    def apply_preview(self, session_id: str) -> pb.ApplyEffectResponse:
+        """The modifiers that write the last preview into the segments; closes the session."""
+        return self._cancellable("ApplyPreview", self._stub.ApplyPreview,
+                                 pb.PreviewSessionRequest(session_id=session_id), None)
+
+    def cancel_preview(self, session_id: str) -> None:
+        """Closes the session (and stops its running update); never fails on a closed one."""
+        self._call("CancelPreview", self._stub.CancelPreview,
+                   pb.PreviewSessionRequest(session_id=session_id), timeout=QUICK_CALL_TIMEOUT_S)
 
     def _apply_stream(self, req, on_progress, timeout_s):
         self._connect()

@@ -617,6 +617,11 @@ class EngineLogic:
         the answer. Touches no VTK or MRML object."""
         reply = self.client.apply_effect(prepared.request(), source=prepared.source,
                                          stream=prepared.stream, on_progress=on_progress)
+        return self.result_from_reply(prepared, reply)
+
+    def result_from_reply(self, prepared: PreparedEffect, reply) -> EffectResult:
+        """Decodes an ApplyEffectResponse (of ApplyEffect or ApplyPreview) on the lattice
+        of `prepared`, fetching the volumes it made. Touches no VTK or MRML object."""
         result = EffectResult(effect=prepared.effect, lattice=prepared.lattice,
                               extent_start=prepared.extent_start,
                               reported=dict(reply.reported), compute_seconds=reply.compute_seconds)

@@ -100,6 +100,7 @@ class EffectSpec:
     long_running: bool = False
     reported: Tuple[Tuple[str, str], ...] = ()
     produces_volume: bool = False   # answers new volumes (Mask volume)
+    preview: bool = False           # auto-complete effect: Initialize / preview / Apply / Cancel
 
     def parameter(self, name: str) -> ParameterSpec:
         for p in self.parameters:
@@ -213,6 +214,7 @@ def effect_spec(info, source_range: Optional[Tuple[float, float]] = None,
         long_running=info.long_running,
         reported=tuple((r.name, r.help) for r in info.reported),
         produces_volume=info.produces_volume,
+        preview=info.preview,
     )
 
 

@@ -13,8 +13,17 @@ segment id, "(none)" is ""), rebuilt when segments are added, removed or renamed
 that make a volume (Mask volume) add it to the scene, show it in the slice views and name
 it in the result line.
 
+Auto-complete effects (the engine marks them `preview`: Grow from seeds, Fill between
+slices, Watershed, ...) follow Slicer's auto-complete flow: Initialize computes a preview
+of every input segment in a "<segmentation> preview" node; with Auto-update on, editing a
+seed segment updates it one second later (only the changed voxels go to the engine, which
+continues from its previous result); Apply writes the preview into the segments in one undo
+step with the user's masking; Cancel drops it and leaves the segments untouched. Every
+engine call runs off the GUI thread.
+
 The class stays thin: gathering inputs, calling the engine and applying modifiers is
-`segkit_slicer.logic.EngineLogic` (prepare / run / commit), tested without Qt.
+`segkit_slicer.logic.EngineLogic` (prepare / run / commit) and
+`segkit_slicer.preview.PreviewController`, tested without Qt.
 """
 
 import logging
@@ -31,6 +40,7 @@ from segkit_slicer.background import BackgroundCall
 from segkit_slicer.logic import EditorContext
 
 POLL_MS = 100
+AUTO_UPDATE_MS = 1000   # Slicer's auto-complete waits this long after a segment changes
 ENGINE_EFFECT = "EngineEffect"   # parameter: the engine effect shown
 
 
@@ -104,6 +114,12 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_MS)
         self.timer.connect("timeout()", self.pollCall)
+        self.preview = None       # PreviewController of the open preview
+        self.previewParametersChanged = False
+        self.autoUpdateTimer = qt.QTimer()
+        self.autoUpdateTimer.setSingleShot(True)
+        self.autoUpdateTimer.setInterval(AUTO_UPDATE_MS)
+        self.autoUpdateTimer.connect("timeout()", self.onAutoUpdate)
 
     def clone(self):
         import qSlicerSegmentationsEditorEffectsPythonQt as effects
@@ -152,6 +168,23 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.pointLabel.visible = False
         self.scriptedEffect.addOptionsWidget(self.pointLabel)
 
+        previewRow = qt.QHBoxLayout()
+        self.initializeButton = qt.QPushButton("Initialize")
+        self.initializeButton.setToolTip("Compute a preview of every visible segment from its seeds")
+        self.updateButton = qt.QPushButton("Update")
+        self.updateButton.setToolTip("Update the preview from the seeds as they are now")
+        self.autoUpdateCheckBox = qt.QCheckBox("Auto-update")
+        self.autoUpdateCheckBox.checked = True
+        self.autoUpdateCheckBox.setToolTip("Update the preview a second after a seed segment changes")
+        previewRow.addWidget(self.initializeButton, 1)
+        previewRow.addWidget(self.updateButton)
+        previewRow.addWidget(self.autoUpdateCheckBox)
+        self.previewRow = qt.QFrame()
+        self.previewRow.setLayout(previewRow)
+        previewRow.setContentsMargins(0, 0, 0, 0)
+        self.previewRow.visible = False
+        self.scriptedEffect.addOptionsWidget(self.previewRow)
+
         buttons = qt.QHBoxLayout()
         self.applyButton = qt.QPushButton("Apply")
         self.applyButton.objectName = self.__class__.__name__ + "Apply"
@@ -169,6 +202,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.refreshButton.connect("clicked()", self.refreshEffects)
         self.applyButton.connect("clicked()", self.onApply)
         self.cancelButton.connect("clicked()", self.onCancel)
+        self.initializeButton.connect("clicked()", self.onInitialize)
+        self.updateButton.connect("clicked()", self.onUpdatePreview)
 
     def activate(self):
         self.observeSegmentation()
@@ -208,10 +243,17 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             events = (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
                       slicer.vtkSegmentation.SegmentModified)
             tags = [wanted.AddObserver(e, self.onSegmentsChanged) for e in events]
+            # A segment's voxels changed (painted seeds): the preview's auto-update.
+            # Slicer < 5.1 names the event MasterRepresentationModified.
+            voxels = getattr(slicer.vtkSegmentation, "SourceRepresentationModified",
+                             getattr(slicer.vtkSegmentation, "MasterRepresentationModified", None))
+            if voxels is not None:
+                tags.append(wanted.AddObserver(voxels, self.onSegmentsChanged))
             self.observedSegmentation = (wanted, tags)
 
     def onSegmentsChanged(self, *unused):
         self.updateSegmentSelectors()
+        self.scheduleAutoUpdate()
 
     def updateSegmentSelectors(self):
         """Fills each SEGMENT parameter's combo box with the current segments (when they
@@ -253,9 +295,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.call = BackgroundCall(function).start()
         self.onCallDone = onDone
         self.resultLabel.text = busyText
-        self.applyButton.enabled = False
-        self.refreshButton.enabled = False
-        self.cancelButton.enabled = True
+        self.updateButtons()
         self.timer.start()
 
     def pollCall(self):
@@ -270,16 +310,29 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             return
         self.timer.stop()
         self.call, onDone = None, self.onCallDone
-        self.applyButton.enabled = True
-        self.refreshButton.enabled = True
-        self.cancelButton.enabled = False
+        self.updateButtons()
         try:
             outcome = call.outcome()
         except Exception as e:
             logging.error("Segkit: %s", e)
             self.resultLabel.text = f"Failed: {e}"
+            if self.preview is not None and self.preview.stale:
+                self.resultLabel.text += " (the preview is out of date: Cancel and Initialize again)"
             return
         onDone(outcome)
+
+    def updateButtons(self):
+        """Enables the buttons for the state: a call running, a preview open, or neither."""
+        busy = self.call is not None
+        isPreviewEffect = self.spec is not None and self.spec.preview
+        previewOpen = self.preview is not None
+        self.refreshButton.enabled = not busy and not previewOpen
+        self.effectCombo.enabled = not previewOpen
+        self.previewRow.visible = isPreviewEffect
+        self.initializeButton.enabled = not busy and not previewOpen
+        self.updateButton.enabled = not busy and previewOpen
+        self.applyButton.enabled = not busy and (previewOpen or not isPreviewEffect)
+        self.cancelButton.enabled = busy or previewOpen
 
     def onCancel(self):
         if self.call is not None:
@@ -287,6 +340,111 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 self.engineLogic().client.cancel()
             except Exception as e:
                 logging.warning("Segkit: cancel failed: %s", e)
+            return
+        if self.preview is not None:
+            self.cancelPreview()
+            self.resultLabel.text = "Preview cancelled; the segments are unchanged."
+
+    # -- auto-complete effects: preview -------------------------------------------------------
+
+    def onInitialize(self):
+        if self.call is not None or self.spec is None or not self.spec.preview or self.preview is not None:
+            return
+        from segkit_slicer.preview import PreviewController
+
+        try:
+            logic = self.engineLogic()
+            context = EffectContext(self.scriptedEffect)
+            controller = PreviewController(logic, context, self.spec.name,
+                                           self.spec.request_parameters(self.currentValues()))
+            prepared = controller.prepare_start()
+        except Exception as e:
+            slicer.util.errorDisplay(f"{self.spec.title}: {e}")
+            return
+
+        def onStarted(result):
+            self.preview = controller
+            self.previewParametersChanged = False
+            self.showPreview(result)
+
+        self.startCall(lambda report: controller.start(prepared), onStarted,
+                       f"{self.spec.title}: computing the preview...")
+
+    def scheduleAutoUpdate(self):
+        if self.preview is not None and self.autoUpdateCheckBox.checked:
+            self.autoUpdateTimer.start()
+
+    def onAutoUpdate(self):
+        if self.preview is None:
+            return
+        if self.call is not None:
+            self.autoUpdateTimer.start()   # try again when the running call is over
+            return
+        self.onUpdatePreview()
+
+    def onUpdatePreview(self):
+        controller = self.preview
+        if controller is None or self.call is not None:
+            return
+        try:
+            parameters = None
+            if self.previewParametersChanged:
+                parameters = self.spec.request_parameters(self.currentValues())
+            request = controller.prepare_update(parameters)
+        except Exception as e:
+            slicer.util.errorDisplay(f"{self.spec.title}: {e}")
+            return
+        self.previewParametersChanged = False
+        if request is None:
+            return   # nothing changed since the last preview
+        self.startCall(lambda report: controller.update(request), self.showPreview,
+                       f"{self.spec.title}: updating the preview...")
+
+    def showPreview(self, result):
+        if self.preview is None:
+            return
+        try:
+            self.preview.show(result)
+        except Exception as e:
+            slicer.util.errorDisplay(f"{self.spec.title}: {e}")
+            return
+        if result.empty:
+            self.resultLabel.text = "Preview: every input segment is empty; paint seeds."
+            return
+        text = f"Preview of {len(result.segments)} segments in {result.compute_seconds:.2f} s"
+        if result.reset:
+            text += " (working region set)"
+        self.resultLabel.text = text + "; Apply writes it into the segments."
+
+    def applyPreview(self):
+        controller = self.preview
+        if controller is None or self.call is not None:
+            return
+        self.autoUpdateTimer.stop()
+
+        def onFetched(result):
+            try:
+                changed = controller.commit_apply(result)
+            except Exception as e:
+                slicer.util.errorDisplay(f"{self.spec.title}: {e}")
+                return
+            finally:
+                self.preview = None
+                self.updateButtons()
+            self.resultLabel.text = f"Applied to {len(changed)} segments."
+
+        self.startCall(lambda report: controller.fetch_apply(), onFetched,
+                       f"{self.spec.title}: applying...")
+
+    def cancelPreview(self):
+        controller, self.preview = self.preview, None
+        self.autoUpdateTimer.stop()
+        if controller is not None:
+            try:
+                controller.cancel()
+            except Exception as e:
+                logging.warning("Segkit: closing the preview failed: %s", e)
+        self.updateButtons()
 
     def refreshEffects(self):
         if self.call is not None:
@@ -335,6 +493,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         info = self.currentInfo()
         if info is None:
             return
+        if self.preview is not None and (self.spec is None or info.name != self.spec.name):
+            self.cancelPreview()
         if self.scriptedEffect.parameter(ENGINE_EFFECT) != info.name:
             self.scriptedEffect.setParameter(ENGINE_EFFECT, info.name)
         integerSource = self.updateSourceRange()
@@ -470,6 +630,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             values[p.name] = value
             self.scriptedEffect.setParameter(self.parameterKey(p.name), value)
         self.updateVisibility(values)
+        if self.preview is not None:
+            self.previewParametersChanged = True
+            self.scheduleAutoUpdate()
 
     def updateVisibility(self, values):
         for p in self.spec.parameters:
@@ -480,10 +643,14 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         needsPoint = self.spec.needs_point(values)
         self.pointLabel.visible = needsPoint
         self.applyButton.visible = not needsPoint
+        self.updateButtons()
 
     # -- running ------------------------------------------------------------------------------
 
     def onApply(self):
+        if self.spec is not None and self.spec.preview:
+            self.applyPreview()
+            return
         self.runEngineEffect()
 
     def runEngineEffect(self, pointIjk=None):

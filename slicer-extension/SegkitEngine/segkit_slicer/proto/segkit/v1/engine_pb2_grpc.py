@@ -79,6 +79,26 @@ class EngineStub:
                 request_serializer=segkit_dot_v1_dot_engine__pb2.GetVolumeRequest.SerializeToString,
                 response_deserializer=segkit_dot_v1_dot_engine__pb2.VolumeChunk.FromString,
                 _registered_method=True)
+        self.StartPreview = channel.unary_unary(
+                '/segkit.v1.Engine/StartPreview',
+                request_serializer=segkit_dot_v1_dot_engine__pb2.StartPreviewRequest.SerializeToString,
+                response_deserializer=segkit_dot_v1_dot_engine__pb2.PreviewResponse.FromString,
+                _registered_method=True)
+        self.UpdatePreview = channel.unary_unary(
+                '/segkit.v1.Engine/UpdatePreview',
+                request_serializer=segkit_dot_v1_dot_engine__pb2.UpdatePreviewRequest.SerializeToString,
+                response_deserializer=segkit_dot_v1_dot_engine__pb2.PreviewResponse.FromString,
+                _registered_method=True)
+        self.ApplyPreview = channel.unary_unary(
+                '/segkit.v1.Engine/ApplyPreview',
+                request_serializer=segkit_dot_v1_dot_engine__pb2.PreviewSessionRequest.SerializeToString,
+                response_deserializer=segkit_dot_v1_dot_engine__pb2.ApplyEffectResponse.FromString,
+                _registered_method=True)
+        self.CancelPreview = channel.unary_unary(
+                '/segkit.v1.Engine/CancelPreview',
+                request_serializer=segkit_dot_v1_dot_engine__pb2.PreviewSessionRequest.SerializeToString,
+                response_deserializer=segkit_dot_v1_dot_engine__pb2.CancelPreviewResponse.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -154,6 +174,42 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartPreview(self, request, context):
+        """Preview sessions of the auto-complete effects (EffectInfo.preview: Grow from seeds,
+        Fill between slices, Watershed, Fast Marching), as Slicer's Initialize / Update /
+        Apply / Cancel. The engine keeps the session's segments and the algorithm's state, so
+        an update sends only the seed voxels that changed and Grow from seeds continues from
+        where it was instead of starting over. Cancelling an update call stops its work; the
+        session stays usable (its next update starts the algorithm over). The engine bounds
+        the number and memory of open sessions and closes idle ones (NOT_FOUND afterwards:
+        start again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePreview(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyPreview(self, request, context):
+        """Answers the modifiers that write the last preview into the segments (each input
+        segment Set to its preview, to apply with the client's masking in one undo step), and
+        closes the session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelPreview(self, request, context):
+        """Closes the session without changing anything; stops an update that is running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +257,26 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.DownloadVolume,
                     request_deserializer=segkit_dot_v1_dot_engine__pb2.GetVolumeRequest.FromString,
                     response_serializer=segkit_dot_v1_dot_engine__pb2.VolumeChunk.SerializeToString,
+            ),
+            'StartPreview': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartPreview,
+                    request_deserializer=segkit_dot_v1_dot_engine__pb2.StartPreviewRequest.FromString,
+                    response_serializer=segkit_dot_v1_dot_engine__pb2.PreviewResponse.SerializeToString,
+            ),
+            'UpdatePreview': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePreview,
+                    request_deserializer=segkit_dot_v1_dot_engine__pb2.UpdatePreviewRequest.FromString,
+                    response_serializer=segkit_dot_v1_dot_engine__pb2.PreviewResponse.SerializeToString,
+            ),
+            'ApplyPreview': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPreview,
+                    request_deserializer=segkit_dot_v1_dot_engine__pb2.PreviewSessionRequest.FromString,
+                    response_serializer=segkit_dot_v1_dot_engine__pb2.ApplyEffectResponse.SerializeToString,
+            ),
+            'CancelPreview': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelPreview,
+                    request_deserializer=segkit_dot_v1_dot_engine__pb2.PreviewSessionRequest.FromString,
+                    response_serializer=segkit_dot_v1_dot_engine__pb2.CancelPreviewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -446,6 +522,114 @@ class Engine:
             '/segkit.v1.Engine/DownloadVolume',
             segkit_dot_v1_dot_engine__pb2.GetVolumeRequest.SerializeToString,
             segkit_dot_v1_dot_engine__pb2.VolumeChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartPreview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segkit.v1.Engine/StartPreview',
+            segkit_dot_v1_dot_engine__pb2.StartPreviewRequest.SerializeToString,
+            segkit_dot_v1_dot_engine__pb2.PreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePreview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segkit.v1.Engine/UpdatePreview',
+            segkit_dot_v1_dot_engine__pb2.UpdatePreviewRequest.SerializeToString,
+            segkit_dot_v1_dot_engine__pb2.PreviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPreview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segkit.v1.Engine/ApplyPreview',
+            segkit_dot_v1_dot_engine__pb2.PreviewSessionRequest.SerializeToString,
+            segkit_dot_v1_dot_engine__pb2.ApplyEffectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelPreview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segkit.v1.Engine/CancelPreview',
+            segkit_dot_v1_dot_engine__pb2.PreviewSessionRequest.SerializeToString,
+            segkit_dot_v1_dot_engine__pb2.CancelPreviewResponse.FromString,
             options,
             channel_credentials,
             insecure,
