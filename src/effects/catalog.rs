@@ -31,6 +31,7 @@ pub static EFFECTS: &[&dyn Effect] = &[
     &super::mask_volume::MaskVolume,
     &super::flood_filling::FloodFilling,
     &super::local_threshold::LocalThreshold,
+    &super::fast_marching::FastMarching,
 ];
 
 /// The effects with their schemas, built once.

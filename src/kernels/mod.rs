@@ -5,6 +5,7 @@
 pub mod bbox;
 pub mod components;
 pub mod distance;
+pub mod fast_marching;
 pub mod gaussian;
 pub mod joint_smoothing;
 pub mod morphology;
