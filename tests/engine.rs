@@ -705,3 +705,253 @@ async fn clients_that_go_away_mid_call_leave_the_engine_serving() {
     drop(client);
     engine.stop().await;
 }
+
+// --- Preview sessions ------------------------------------------------------------------------
+
+fn segment(id: &str, mask: &Array3<u8>) -> pb::SegmentMask {
+    pb::SegmentMask {
+        id: id.into(),
+        name: id.into(),
+        visible: true,
+        mask: Some(encode(mask)),
+        color: vec![],
+        label_value: 0,
+    }
+}
+
+fn count(mask: &Array3<u8>) -> usize {
+    mask.iter().filter(|&&v| v != 0).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_sessions_update_from_edits_apply_and_cancel() {
+    let engine = TestEngine::start(None).await;
+    let mut client = engine.client().await;
+    let volume_id = upload(&mut client, &ct(), 1 << 20).await;
+    let [ni, nj, nk] = SIZE;
+    let shape = (nk, nj, ni);
+    let mut seed = Array3::<u8>::zeros(shape);
+    seed[[4, 9, 6]] = 1;
+    seed[[4, 9, 7]] = 1;
+    let other = Array3::<u8>::zeros(shape);
+
+    let effects = client
+        .list_effects(pb::ListEffectsRequest {})
+        .await
+        .expect("list effects")
+        .into_inner()
+        .effects;
+    let find = |name: &str| effects.iter().find(|e| e.name == name).expect(name);
+    assert!(find("Fast Marching").preview);
+    assert!(!find("Threshold").preview);
+
+    let start = pb::StartPreviewRequest {
+        effect: "fast-marching".into(),
+        volume_id: volume_id.clone(),
+        segments: vec![segment("lung", &seed), segment("other", &other)],
+        selected_segment_id: "lung".into(),
+        parameters: params(&[("PercentMax", "5")]),
+        ..Default::default()
+    };
+    let first = client
+        .start_preview(start.clone())
+        .await
+        .expect("start")
+        .into_inner();
+    let session_id = first.session_id.clone();
+    assert!(!session_id.is_empty() && !first.empty);
+    assert_eq!(
+        first.segments.len(),
+        1,
+        "one input segment: the selected one"
+    );
+    assert_eq!(first.segments[0].id, "lung");
+    let full = decode(first.segments[0].mask.as_ref().expect("mask"));
+    assert!(count(&full) > 2 + 200, "5 % of 4800 voxels marched");
+    assert_eq!(full[[4, 9, 6]], 1);
+    let info = client
+        .get_engine_info(pb::GetEngineInfoRequest {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert_eq!(info.previews_open, 1);
+
+    // ApplyEffect computes the same thing in one call.
+    let once = client
+        .apply_effect(pb::ApplyEffectRequest {
+            effect: "Fast Marching".into(),
+            volume_id: volume_id.clone(),
+            segments: start.segments.clone(),
+            selected_segment_id: "lung".into(),
+            parameters: start.parameters.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("apply effect")
+        .into_inner();
+    assert_eq!(once.modifiers.len(), 1);
+    assert_eq!(once.modifiers[0].target_segment_id, "lung");
+    assert_eq!(decode(once.modifiers[0].mask.as_ref().expect("mask")), full);
+
+    // Trimming: a parameter only.
+    let half = client
+        .update_preview(pb::UpdatePreviewRequest {
+            session_id: session_id.clone(),
+            edits: vec![],
+            parameters: params(&[("SegmentVolume", "50")]),
+        })
+        .await
+        .expect("trim")
+        .into_inner();
+    let half = decode(half.segments[0].mask.as_ref().expect("mask"));
+    assert!(count(&half) < count(&full) && count(&half) > 2);
+    assert!(half
+        .iter()
+        .zip(full.iter())
+        .all(|(&h, &f)| h == 0 || f == 1));
+
+    // A seed edit: only the added voxel is sent; the answer equals a fresh start on the
+    // seeds as they are now.
+    let mut added = Array3::<u8>::zeros(shape);
+    added[[5, 10, 17]] = 1;
+    let grown = client
+        .update_preview(pb::UpdatePreviewRequest {
+            session_id: session_id.clone(),
+            edits: vec![pb::SeedEdit {
+                segment_id: "lung".into(),
+                added: Some(encode(&added)),
+                removed: None,
+            }],
+            parameters: params(&[("SegmentVolume", "100")]),
+        })
+        .await
+        .expect("update with an edit")
+        .into_inner();
+    let grown = decode(grown.segments[0].mask.as_ref().expect("mask"));
+    assert_eq!(grown[[5, 10, 17]], 1);
+    let mut both = seed.clone();
+    both[[5, 10, 17]] = 1;
+    let fresh = client
+        .start_preview(pb::StartPreviewRequest {
+            segments: vec![segment("lung", &both), segment("other", &other)],
+            ..start.clone()
+        })
+        .await
+        .expect("fresh start")
+        .into_inner();
+    assert_eq!(
+        decode(fresh.segments[0].mask.as_ref().expect("mask")),
+        grown
+    );
+    client
+        .cancel_preview(pb::PreviewSessionRequest {
+            session_id: fresh.session_id.clone(),
+        })
+        .await
+        .expect("cancel");
+
+    // A bad edit is refused and changes nothing.
+    let err = client
+        .update_preview(pb::UpdatePreviewRequest {
+            session_id: session_id.clone(),
+            edits: vec![pb::SeedEdit {
+                segment_id: "nope".into(),
+                added: Some(encode(&added)),
+                removed: None,
+            }],
+            parameters: HashMap::new(),
+        })
+        .await
+        .expect_err("unknown segment");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("nope"), "{}", err.message());
+
+    // Apply: the last preview as a Set modifier of its segment; the session closes.
+    let applied = client
+        .apply_preview(pb::PreviewSessionRequest {
+            session_id: session_id.clone(),
+        })
+        .await
+        .expect("apply")
+        .into_inner();
+    assert_eq!(applied.modifiers.len(), 1);
+    let m = &applied.modifiers[0];
+    assert_eq!(m.target_segment_id, "lung");
+    assert_eq!(m.mode, pb::ModificationMode::Set as i32);
+    assert_eq!(decode(m.mask.as_ref().expect("mask")), grown);
+    let gone = client
+        .update_preview(pb::UpdatePreviewRequest {
+            session_id: session_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("applied sessions are closed");
+    assert_eq!(gone.code(), Code::NotFound);
+    // Cancelling a closed session is not an error.
+    client
+        .cancel_preview(pb::PreviewSessionRequest { session_id })
+        .await
+        .expect("cancel twice");
+
+    // Effects without a preview, and an empty seed.
+    let err = client
+        .start_preview(pb::StartPreviewRequest {
+            effect: "Threshold".into(),
+            ..start.clone()
+        })
+        .await
+        .expect_err("Threshold has no preview");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("no preview"), "{}", err.message());
+    let empty = client
+        .start_preview(pb::StartPreviewRequest {
+            segments: vec![segment("lung", &other), segment("other", &other)],
+            ..start.clone()
+        })
+        .await
+        .expect("an empty seed is no error")
+        .into_inner();
+    assert!(empty.empty && empty.segments.is_empty());
+    let nothing = client
+        .apply_preview(pb::PreviewSessionRequest {
+            session_id: empty.session_id,
+        })
+        .await
+        .expect_err("nothing to apply");
+    assert_eq!(nothing.code(), Code::FailedPrecondition);
+
+    // At most 8 sessions: the least recently used goes first.
+    let mut ids = Vec::new();
+    for _ in 0..9 {
+        ids.push(
+            client
+                .start_preview(start.clone())
+                .await
+                .expect("start")
+                .into_inner()
+                .session_id,
+        );
+    }
+    let oldest = client
+        .update_preview(pb::UpdatePreviewRequest {
+            session_id: ids[0].clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("closed to make room");
+    assert_eq!(oldest.code(), Code::NotFound);
+    client
+        .update_preview(pb::UpdatePreviewRequest {
+            session_id: ids[8].clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("the newest is open");
+    let info = client
+        .get_engine_info(pb::GetEngineInfoRequest {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert_eq!(info.previews_open, 8);
+    engine.stop().await;
+}
