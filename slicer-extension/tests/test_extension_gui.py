@@ -163,6 +163,71 @@ def test_effect_reports_engine_errors(gui, monkeypatch, scene_volume, logic):
     assert effect.call is None and gui and "outside the reference extent" in gui[-1]
 
 
+def test_preview_effect_initialize_auto_update_apply_and_cancel(gui, monkeypatch, scene_volume, expert, logic):
+    scene, volume = scene_volume
+    world = ref.World(scene, volume, "effect auto-complete")
+    inside = np.argwhere(expert == 5)
+    k, j, i = inside[len(inside) // 2]
+    seed = np.zeros(expert.shape, dtype=np.uint8)
+    seed[k, j, i] = 1
+    world.paint("lungs", seed)
+    world.select("lungs")
+    effect, scripted = make_effect(world, logic, monkeypatch)
+    names = [d for _, d in effect.effectCombo.items]
+    assert "Fast Marching" in names, (names, effect.resultLabel.text, effect.engineLabel.text)
+    effect.effectCombo.currentIndex = names.index("Fast Marching")
+    assert effect.spec.preview and effect.previewRow.visible
+    assert effect.initializeButton.enabled and not effect.applyButton.enabled
+    effect.rows["PercentMax"][1].value = 2
+
+    effect.onInitialize()
+    assert effect.call is not None and not effect.initializeButton.enabled   # off the GUI thread
+    run_until_idle(effect)
+    assert gui == [] and effect.preview is not None
+    assert effect.applyButton.enabled and effect.cancelButton.enabled and not effect.initializeButton.enabled
+    assert effect.resultLabel.text.startswith("Preview of 1 segments")
+    first = effect.preview.last.segments["lungs"]
+    assert np.count_nonzero(first) > 1000
+    assert np.array_equal(world.mask("lungs"), seed), "nothing written before Apply"
+
+    # Painting a seed starts the auto-update timer; when it fires the preview follows.
+    inside = np.argwhere(expert == 6)
+    k, j, i = inside[len(inside) // 2]
+    more = np.zeros_like(seed)
+    more[k, j, i] = 1
+    world.paint("lungs", more)
+    assert effect.autoUpdateTimer.active
+    effect.autoUpdateTimer.fire()
+    run_until_idle(effect)
+    assert gui == []
+    grown = effect.preview.last.segments["lungs"]
+    assert grown[more != 0].all() and np.count_nonzero(grown) > np.count_nonzero(first)
+
+    # A parameter change also updates (the segment volume only trims).
+    effect.rows["SegmentVolume"][1].value = 50
+    assert effect.previewParametersChanged and effect.autoUpdateTimer.active
+    effect.autoUpdateTimer.fire()
+    run_until_idle(effect)
+    trimmed = effect.preview.last.segments["lungs"]
+    assert 0 < np.count_nonzero(trimmed) < np.count_nonzero(grown)
+
+    effect.onApply()
+    run_until_idle(effect)
+    assert gui == [] and effect.preview is None and effect.initializeButton.enabled
+    assert np.array_equal(world.mask("lungs"), trimmed)
+    assert scripted.undo_states == 1
+    assert effect.resultLabel.text == "Applied to 1 segments."
+
+    # Cancel: the preview goes, the segment stays.
+    effect.onInitialize()
+    run_until_idle(effect)
+    assert effect.preview is not None
+    effect.onCancel()
+    assert effect.preview is None and not effect.cancelButton.enabled
+    assert np.array_equal(world.mask("lungs"), trimmed)
+    assert effect.resultLabel.text.startswith("Preview cancelled")
+
+
 def test_module_starts_a_local_engine_and_shows_health(gui, monkeypatch, segkit_bin):
     monkeypatch.syspath_prepend(str(EXTENSION / "SegkitEngine"))
     module = importlib.import_module("SegkitEngine")

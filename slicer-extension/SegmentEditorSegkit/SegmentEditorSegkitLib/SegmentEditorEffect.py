@@ -365,6 +365,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         def onStarted(result):
             self.preview = controller
             self.previewParametersChanged = False
+            self.updateButtons()
             self.showPreview(result)
 
         self.startCall(lambda report: controller.start(prepared), onStarted,
