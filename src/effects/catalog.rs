@@ -30,6 +30,7 @@ pub static EFFECTS: &[&dyn Effect] = &[
     &super::mask_volume::MaskVolume,
     &super::flood_filling::FloodFilling,
     &super::local_threshold::LocalThreshold,
+    &super::watershed::Watershed,
 ];
 
 /// The effects with their schemas, built once.

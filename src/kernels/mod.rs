@@ -8,3 +8,5 @@ pub mod distance;
 pub mod gaussian;
 pub mod joint_smoothing;
 pub mod morphology;
+pub mod recursive_gaussian;
+pub mod watershed;
