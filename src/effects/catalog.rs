@@ -31,6 +31,7 @@ pub static EFFECTS: &[&dyn Effect] = &[
     &super::mask_volume::MaskVolume,
     &super::flood_filling::FloodFilling,
     &super::local_threshold::LocalThreshold,
+    &super::watershed::Watershed,
     &super::fast_marching::FastMarching,
 ];
 

@@ -28,6 +28,7 @@ mod request;
 pub mod schema;
 pub mod smoothing;
 pub mod threshold;
+pub mod watershed;
 
 pub use request::{flatten_masks, Control, EffectRequest, ProgressFn};
 pub use schema::{ChoiceSpec, EffectSpec, FromSource, Input, ParamSpec, ParamType, ParamValues};

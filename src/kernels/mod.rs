@@ -9,3 +9,5 @@ pub mod fast_marching;
 pub mod gaussian;
 pub mod joint_smoothing;
 pub mod morphology;
+pub mod recursive_gaussian;
+pub mod watershed;
