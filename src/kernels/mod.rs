@@ -4,6 +4,7 @@
 
 pub mod bbox;
 pub mod components;
+pub mod contour_interpolation;
 pub mod distance;
 pub mod gaussian;
 pub mod joint_smoothing;
