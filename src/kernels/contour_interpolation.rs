@@ -53,8 +53,8 @@
 //!    of the input is copied over the result (drawn voxels are kept as drawn).
 //!
 //! Ties and borders follow ITK: pixels outside the image are background for the drawn
-//! test and for dilations; a middle slice whose aligned box leaves the image is written
-//! as ITK writes it (walking its box and the clipped box in step).
+//! test and for dilations; the part of a middle slice that an alignment moved outside the
+//! image is dropped, both from the output and from the shape the recursion starts from.
 //!
 //! # Parallelism
 //! Every pair of drawn slices (over all labels and axes) is an independent task
@@ -554,23 +554,17 @@ impl Task<'_> {
         Region::new([0, 0], [self.out.n[a0] as i64, self.out.n[a1] as i64])
     }
 
-    /// Writes `median` (on `region`) into slice `mid` as ITK does: the clipped region and
-    /// `region` are walked in step, and a voxel below the label takes it.
-    fn write(&self, mid: i64, region: &Region, median: &[bool]) {
+    /// Writes the middle slice `mid_conn` (non-zero = inside) into slice `mid`: a voxel
+    /// below the label takes it.
+    fn write(&self, mid: i64, mid_conn: &Image<u16>) {
         if mid < 0 || mid as usize >= self.out.n[self.axis] {
-            return;
-        }
-        let clipped = region.clipped(&self.slice_region());
-        if clipped.is_empty() {
             return;
         }
         let [a0, a1] = slice_axes(self.axis);
         let mut p = [0usize; 3];
         p[self.axis] = mid as usize;
-        // ITK walks the median over the unclipped region and the output over the clipped
-        // one in step; when the region leaves the slice this pairs them as ITK does.
-        for (q, &m) in clipped.iter().zip(median) {
-            if m {
+        for (q, &m) in mid_conn.region.iter().zip(&mid_conn.data) {
+            if m != 0 {
                 p[a0] = q[0] as usize;
                 p[a1] = q[1] as usize;
                 self.out.voxels[self.out.flat(p)].fetch_max(self.label, Ordering::Relaxed);
@@ -845,12 +839,16 @@ impl Task<'_> {
         }
         let median = median_by_dilations(w, h, &a, &b);
         drop((a, b));
-        self.write(mid, &region, &median);
+        // ITK clips the middle slice to the image before it writes it and recurses with
+        // it: what falls outside the slice is lost.
+        let clipped = region.clipped(&self.slice_region());
+        let mut mid_conn = Image::<u16>::new(clipped);
+        for (o, q) in clipped.iter().enumerate() {
+            mid_conn.data[o] = u16::from(median[region.offset(q)]);
+        }
+        drop(median);
+        self.write(mid, &mid_conn);
         if (i - j).abs() > 2 {
-            let mid_conn = Image {
-                region,
-                data: median.iter().map(|&m| u16::from(m)).collect(),
-            };
             let first = (i - mid).abs() > 1;
             let second = (j - mid).abs() > 1;
             let lower = || {
