@@ -214,7 +214,7 @@ mod tests {
         let out = run_on(
             "Fill between slices",
             None,
-            &[seg.clone()],
+            std::slice::from_ref(&seg),
             Some(0),
             &[],
             &[],

@@ -140,12 +140,12 @@ impl Region {
 
     /// ITK's `ExpandRegion`: grows the region to hold `p`.
     fn expand(&mut self, p: Idx) {
-        for d in 0..2 {
-            if self.index[d] > p[d] {
-                self.size[d] += self.index[d] - p[d];
-                self.index[d] = p[d];
-            } else if self.index[d] + self.size[d] <= p[d] {
-                self.size[d] = p[d] - self.index[d] + 1;
+        for (d, &x) in p.iter().enumerate() {
+            if self.index[d] > x {
+                self.size[d] += self.index[d] - x;
+                self.index[d] = x;
+            } else if self.index[d] + self.size[d] <= x {
+                self.size[d] = x - self.index[d] + 1;
             }
         }
     }
@@ -193,15 +193,6 @@ impl<T: Copy + Default + PartialEq> Image<T> {
 
     fn get(&self, p: Idx) -> T {
         self.data[self.region.offset(p)]
-    }
-
-    /// The value at `p`, the default outside the region.
-    fn get_or_default(&self, p: Idx) -> T {
-        if self.region.contains(p) {
-            self.get(p)
-        } else {
-            T::default()
-        }
     }
 
     fn set(&mut self, p: Idx, v: T) {
@@ -278,7 +269,8 @@ fn drawn_slices(labels: ArrayView3<u16>) -> (DrawnSlices, BTreeMap<u16, Box3>) {
     let (nk, nj, ni) = labels.dim();
     let n = [ni, nj, nk];
     // Per k plane: (label boxes, drawn (axis, label, slice)).
-    let per_plane: Vec<(HashMap<u16, Box3>, BTreeSet<(usize, u16, usize)>)> = (0..nk)
+    type Plane = (HashMap<u16, Box3>, BTreeSet<(usize, u16, usize)>);
+    let per_plane: Vec<Plane> = (0..nk)
         .into_par_iter()
         .map(|k| {
             let mut boxes: HashMap<u16, Box3> = HashMap::new();
@@ -415,64 +407,105 @@ fn centroid(conn: &Image<u16>, ids: &[u16]) -> Option<Idx> {
     (count > 0).then(|| [sum[0] / count, sum[1] / count])
 }
 
-/// ITK's `Intersection`: the pixels of component `iid` of `i` that land, moved by `t`, on
-/// each of the components `jids` of `j`; 0 unless every one of them is hit. `ibox` and
-/// `jbox` are the boxes of those components (the pixels outside them cannot count).
-fn intersection(
-    i: &Image<u16>,
-    iid: u16,
-    ibox: &Region,
-    j: &Image<u16>,
-    jids: &[u16],
-    jbox: &Region,
-    t: Idx,
-) -> u64 {
-    let r = overlap(t, ibox, jbox);
+/// The pixels of one or more components as bits, on the components' box: each row is
+/// `words` 64-bit words (bit `x % 64` of word `x / 64` is column `x`) plus one zero guard
+/// word, so 64 columns starting anywhere in a row can be read as one word.
+struct Bits {
+    region: Region,
+    words: usize,
+    data: Vec<u64>,
+}
+
+impl Bits {
+    /// The pixels of `image` whose value is in `ids`; `None` when there is none.
+    fn of(image: &Image<u16>, ids: &[u16]) -> Option<Bits> {
+        let keep = |v: u16| v != 0 && ids.contains(&v);
+        let region = bounding_box_where(image.region, &image.data, keep)?;
+        let words = (region.size[0] as usize).div_ceil(64);
+        let stride = words + 1;
+        let mut data = vec![0u64; stride * region.size[1] as usize];
+        for (y, row) in data.chunks_exact_mut(stride).enumerate() {
+            let o = image
+                .region
+                .offset([region.index[0], region.index[1] + y as i64]);
+            for (x, &v) in image.data[o..o + region.size[0] as usize]
+                .iter()
+                .enumerate()
+            {
+                if keep(v) {
+                    row[x / 64] |= 1 << (x % 64);
+                }
+            }
+        }
+        Some(Bits {
+            region,
+            words,
+            data,
+        })
+    }
+
+    fn row(&self, y: i64) -> &[u64] {
+        let stride = self.words + 1;
+        let o = (y - self.region.index[1]) as usize * stride;
+        &self.data[o..o + stride]
+    }
+}
+
+/// 64 bits of `row` starting at bit `bit` (the guard word makes `q + 1` readable).
+#[inline]
+fn bits_at(row: &[u64], bit: usize) -> u64 {
+    let (q, r) = (bit / 64, bit % 64);
+    if r == 0 {
+        row[q]
+    } else {
+        (row[q] >> r) | (row[q + 1] << (64 - r))
+    }
+}
+
+/// Pixels set in both `i` (moved by `t`) and `j`.
+fn overlap_count(i: &Bits, j: &Bits, t: Idx) -> u64 {
+    let r = overlap(t, &i.region, &j.region);
     if r.is_empty() {
         return 0;
     }
     let w = r.size[0] as usize;
-    if let [jid] = jids {
-        let mut count = 0u64;
-        for y in r.index[1]..r.index[1] + r.size[1] {
-            let io = i.region.offset([r.index[0], y]);
-            let jo = j.region.offset([r.index[0] + t[0], y + t[1]]);
-            let irow = &i.data[io..io + w];
-            let jrow = &j.data[jo..jo + w];
-            count += irow
-                .iter()
-                .zip(jrow)
-                .filter(|&(&a, &b)| (a == iid) & (b == *jid))
-                .count() as u64;
-        }
-        return count;
-    }
-    let mut counts = vec![0u64; jids.len()];
+    let ibit = (r.index[0] - i.region.index[0]) as usize;
+    let jbit = (r.index[0] + t[0] - j.region.index[0]) as usize;
+    let mut count = 0u64;
     for y in r.index[1]..r.index[1] + r.size[1] {
-        let io = i.region.offset([r.index[0], y]);
-        let jo = j.region.offset([r.index[0] + t[0], y + t[1]]);
-        for (&a, &b) in i.data[io..io + w].iter().zip(&j.data[jo..jo + w]) {
-            if a == iid && b != 0 {
-                if let Some(x) = jids.iter().position(|&id| id == b) {
-                    counts[x] += 1;
-                }
-            }
+        let (irow, jrow) = (i.row(y), j.row(y + t[1]));
+        let mut k = 0;
+        while k < w {
+            let both = bits_at(irow, ibit + k) & bits_at(jrow, jbit + k);
+            let left = w - k;
+            let mask = if left >= 64 { !0 } else { (1u64 << left) - 1 };
+            count += u64::from((both & mask).count_ones());
+            k += 64;
         }
     }
-    if counts.contains(&0) {
-        0
-    } else {
-        counts.iter().sum()
+    count
+}
+
+/// ITK's `Intersection`: the pixels of the component `i` that land, moved by `t`, on each
+/// of the components `js`; 0 unless every one of them is hit.
+fn intersection(i: &Bits, js: &[Bits], t: Idx) -> u64 {
+    let mut sum = 0;
+    for j in js {
+        let c = overlap_count(i, j, t);
+        if c == 0 {
+            return 0;
+        }
+        sum += c;
     }
+    sum
 }
 
 /// ITK's `Align` with heuristic alignment: the translation `t` (component `iid` of `i` at
 /// `p` meets `jids` of `j` at `p + t`) with the largest [`intersection`], searched
 /// breadth-first; the first best found wins ties.
 fn align(i: &Image<u16>, iid: u16, j: &Image<u16>, jids: &[u16]) -> Idx {
-    let ibox = bounding_box_where(i.region, &i.data, |v| v == iid).unwrap_or(i.region);
-    let jbox =
-        bounding_box_where(j.region, &j.data, |v| v != 0 && jids.contains(&v)).unwrap_or(j.region);
+    let ibits = Bits::of(i, &[iid]);
+    let jbits: Option<Vec<Bits>> = jids.iter().map(|&id| Bits::of(j, &[id])).collect();
     let ic = centroid(i, &[iid]).unwrap_or([0, 0]);
     let jc = centroid(j, jids).unwrap_or([0, 0]);
     let start = [jc[0] - ic[0], jc[1] - ic[1]];
@@ -499,7 +532,10 @@ fn align(i: &Image<u16>, iid: u16, j: &Image<u16>, jids: &[u16]) -> Idx {
     let mut max_score = 0u64;
     let mut iter = 0u64;
     while let Some(t) = queue.pop_front() {
-        let score = intersection(i, iid, &ibox, j, jids, &jbox, t);
+        let score = match (&ibits, &jbits) {
+            (Some(ib), Some(jb)) => intersection(ib, jb, t),
+            _ => 0,
+        };
         if score > max_score {
             max_score = score;
             best = t;
@@ -578,8 +614,10 @@ impl Task<'_> {
     fn between_two(&self, i: i64, j: i64, iconn: &Image<u16>, jconn: &Image<u16>) {
         let mut unclean: BTreeSet<(u16, u16)> = BTreeSet::new();
         let mut unwanted: BTreeSet<(u16, u16)> = BTreeSet::new();
+        let mut last = (0, 0);
         for (&a, &b) in iconn.data.iter().zip(&jconn.data) {
-            if a != 0 || b != 0 {
+            if (a != 0 || b != 0) && (a, b) != last {
+                last = (a, b);
                 unclean.insert((a, b));
                 if a != 0 && b != 0 {
                     unwanted.insert((0, b));
@@ -833,10 +871,8 @@ impl Task<'_> {
         let (w, h) = (region.size[0] as usize, region.size[1] as usize);
         let mut a = vec![false; w * h];
         let mut b = vec![false; w * h];
-        for (o, p) in region.iter().enumerate() {
-            a[o] = iconn.get_or_default([p[0] - it[0], p[1] - it[1]]) == iid;
-            b[o] = jconn.get_or_default([p[0] - jt[0], p[1] - jt[1]]) == jid;
-        }
+        mask_of(&mut a, &region, iconn, it, iid);
+        mask_of(&mut b, &region, jconn, jt, jid);
         let median = median_by_dilations(w, h, &a, &b);
         drop((a, b));
         // ITK clips the middle slice to the image before it writes it and recurses with
@@ -867,6 +903,24 @@ impl Task<'_> {
                 lower();
                 upper();
             }
+        }
+    }
+}
+
+/// Sets `mask` (on `region`) where `image`, moved by `shift`, equals `id`: ITK's
+/// `TranslateImage` followed by the comparison, row by row.
+fn mask_of(mask: &mut [bool], region: &Region, image: &Image<u16>, shift: Idx, id: u16) {
+    let moved = image.region.shifted(shift);
+    let r = region.clipped(&moved);
+    if r.is_empty() {
+        return;
+    }
+    let w = r.size[0] as usize;
+    for y in r.index[1]..r.index[1] + r.size[1] {
+        let src = image.region.offset([r.index[0] - shift[0], y - shift[1]]);
+        let dst = region.offset([r.index[0], y]);
+        for (m, &v) in mask[dst..dst + w].iter_mut().zip(&image.data[src..src + w]) {
+            *m = v == id;
         }
     }
 }
