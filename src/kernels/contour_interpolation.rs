@@ -1201,4 +1201,88 @@ mod tests {
         let out = interpolate(labels.view(), &Control::none()).unwrap();
         assert_eq!(out, labels);
     }
+
+    #[test]
+    fn several_labels_are_filled_and_the_higher_wins_where_they_meet() {
+        let mut labels = Array3::<u16>::zeros((9, 20, 20));
+        disk(&mut labels, 1, 10.0, 6.0, 4.0, 1);
+        disk(&mut labels, 7, 10.0, 6.0, 4.0, 1);
+        // Label 2 overlaps label 1's interpolation on slices 3..=5.
+        disk(&mut labels, 3, 10.0, 9.0, 4.0, 2);
+        disk(&mut labels, 5, 10.0, 9.0, 4.0, 2);
+        let out = interpolate(labels.view(), &Control::none()).unwrap();
+        assert_eq!(out[[4, 10, 9]], 2);
+        assert_eq!(out[[4, 10, 3]], 1);
+        assert_eq!(out[[2, 10, 9]], 1);
+        for k in 2..=6 {
+            assert!(area(&out, k, 1) > 0);
+        }
+        // Drawn voxels keep their label.
+        assert!(labels.iter().zip(&out).all(|(&l, &o)| l == 0 || l == o));
+    }
+
+    #[test]
+    fn drawings_along_two_axes_are_both_interpolated() {
+        let mut labels = Array3::<u16>::zeros((20, 20, 20));
+        // Label 1 on axial slices 2 and 6; label 2 on sagittal slices i = 10 and 16.
+        for k in [2, 6] {
+            for j in 3..8 {
+                for i in 3..8 {
+                    labels[[k, j, i]] = 1;
+                }
+            }
+        }
+        for i in [10, 16] {
+            for k in 10..15 {
+                for j in 10..15 {
+                    labels[[k, j, i]] = 2;
+                }
+            }
+        }
+        let drawn = drawn_slice_indices(labels.view());
+        assert_eq!(drawn[2].get(&1), Some(&vec![2, 6]));
+        assert_eq!(drawn[0].get(&2), Some(&vec![10, 16]));
+        let out = interpolate(labels.view(), &Control::none()).unwrap();
+        assert_eq!(out.iter().filter(|&&l| l == 1).count(), 5 * 25);
+        assert_eq!(out.iter().filter(|&&l| l == 2).count(), 7 * 25);
+    }
+
+    #[test]
+    fn an_unmatched_piece_shrinks_towards_the_other_slice_and_a_split_follows_two() {
+        let mut labels = Array3::<u16>::zeros((11, 40, 40));
+        // Slice 1: a big disk over two small ones on slice 9 (1-to-N), and a lone disk
+        // that overlaps nothing on slice 9.
+        disk(&mut labels, 1, 12.0, 12.0, 7.0, 1);
+        disk(&mut labels, 1, 30.0, 30.0, 4.0, 1);
+        disk(&mut labels, 9, 9.0, 9.0, 3.0, 1);
+        disk(&mut labels, 9, 15.0, 16.0, 3.0, 1);
+        let out = interpolate(labels.view(), &Control::none()).unwrap();
+        // The lone disk's cone narrows slice by slice and is gone before slice 9.
+        let lone = |k: usize| {
+            (20..40)
+                .flat_map(|j| (20..40).map(move |i| (j, i)))
+                .filter(|&(j, i)| out[[k, j, i]] == 1)
+                .count()
+        };
+        let cone: Vec<usize> = (1..=9).map(lone).collect();
+        assert!(cone.windows(2).all(|w| w[0] >= w[1]), "{cone:?}");
+        assert!(cone[1] > 0 && cone[8] == 0, "{cone:?}");
+        // Both small disks are reached from the big one.
+        for k in 2..=8 {
+            assert!(area(&out, k, 1) > 0);
+        }
+    }
+
+    #[test]
+    fn a_cancelled_request_stops_with_cancelled() {
+        let mut labels = Array3::<u16>::zeros((9, 20, 20));
+        disk(&mut labels, 1, 10.0, 10.0, 4.0, 1);
+        disk(&mut labels, 7, 10.0, 10.0, 4.0, 1);
+        let control = Control::none();
+        control.cancel();
+        assert!(matches!(
+            interpolate(labels.view(), &control),
+            Err(EffectError::Cancelled)
+        ));
+    }
 }
