@@ -29,6 +29,7 @@ pub static EFFECTS: &[&dyn Effect] = &[
     &super::islands::Islands,
     &super::logical::Logical,
     &super::mask_volume::MaskVolume,
+    &super::fill_between_slices::FillBetweenSlices,
     &super::flood_filling::FloodFilling,
     &super::local_threshold::LocalThreshold,
     &super::watershed::Watershed,

@@ -14,6 +14,7 @@ pub mod auto_complete;
 pub mod auto_threshold;
 pub mod catalog;
 pub mod fast_marching;
+pub mod fill_between_slices;
 pub mod flood_filling;
 pub mod hollow;
 pub mod islands;

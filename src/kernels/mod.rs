@@ -4,6 +4,7 @@
 
 pub mod bbox;
 pub mod components;
+pub mod contour_interpolation;
 pub mod distance;
 pub mod fast_marching;
 pub mod gaussian;
