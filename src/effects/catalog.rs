@@ -29,6 +29,7 @@ pub static EFFECTS: &[&dyn Effect] = &[
     &super::logical::Logical,
     &super::mask_volume::MaskVolume,
     &super::flood_filling::FloodFilling,
+    &super::grow_from_seeds::GrowFromSeeds,
     &super::local_threshold::LocalThreshold,
 ];
 

@@ -14,6 +14,7 @@ pub mod auto_complete;
 pub mod auto_threshold;
 pub mod catalog;
 pub mod flood_filling;
+pub mod grow_from_seeds;
 pub mod hollow;
 pub mod islands;
 pub mod level_tracing;

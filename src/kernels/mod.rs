@@ -6,5 +6,6 @@ pub mod bbox;
 pub mod components;
 pub mod distance;
 pub mod gaussian;
+pub mod growcut;
 pub mod joint_smoothing;
 pub mod morphology;
