@@ -31,6 +31,7 @@ pub static EFFECTS: &[&dyn Effect] = &[
     &super::mask_volume::MaskVolume,
     &super::fill_between_slices::FillBetweenSlices,
     &super::flood_filling::FloodFilling,
+    &super::grow_from_seeds::GrowFromSeeds,
     &super::local_threshold::LocalThreshold,
     &super::watershed::Watershed,
     &super::fast_marching::FastMarching,

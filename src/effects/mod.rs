@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod fast_marching;
 pub mod fill_between_slices;
 pub mod flood_filling;
+pub mod grow_from_seeds;
 pub mod hollow;
 pub mod islands;
 pub mod level_tracing;

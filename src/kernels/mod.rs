@@ -8,6 +8,7 @@ pub mod contour_interpolation;
 pub mod distance;
 pub mod fast_marching;
 pub mod gaussian;
+pub mod growcut;
 pub mod joint_smoothing;
 pub mod morphology;
 pub mod recursive_gaussian;
