@@ -5,7 +5,7 @@ incremental update after a new seed stroke.
 The volume is `ts/example_ct.nii.gz` resampled to 1 mm (366 x 303 x 336 int16, 37 M voxels,
 as the parity tests' `ct_1mm_path` fixture makes it). Two segments of seeds, painted on every
 20th axial slice as an annotator would: "lungs" (voxels below -900 HU in the dark components
-that do not touch the volume's border, eroded by 2 voxels) and "other" (soft tissue and bone,
+that do not touch the volume's sides along i or j, eroded by 2 voxels) and "other" (soft tissue and bone,
 -200..1500 HU, eroded by 2 voxels, and the air around the body). The working box is Slicer's
 (`int(max(3, 0.5 * span))` voxels of margin, clipped): here the whole volume. The update adds
 a lung stroke (a 15 x 15 voxel square) on a slice between two seeded ones.
@@ -62,8 +62,7 @@ def seeds_for(ct: np.ndarray, every: int):
     dark = sitk.GetImageFromArray((ct < -600).astype(np.uint8))
     comps = sitk.GetArrayFromImage(sitk.ConnectedComponent(dark))
     touching = set(np.unique(np.concatenate([
-        comps[0].ravel(), comps[-1].ravel(), comps[:, 0].ravel(), comps[:, -1].ravel(),
-        comps[:, :, 0].ravel(), comps[:, :, -1].ravel()])))
+        comps[:, 0].ravel(), comps[:, -1].ravel(), comps[:, :, 0].ravel(), comps[:, :, -1].ravel()])))
     lungs = (comps > 0) & ~np.isin(comps, list(touching)) & (ct < -900)
     tissue = (ct >= -200) & (ct <= 1500)
     outside = np.isin(comps, [c for c in touching if c != 0]) & (ct < -900)

@@ -21,9 +21,9 @@
 //!   `f32` images (and on `i16` ones) every distance is bit-for-bit VTK's.
 //! - **Ties**: a voxel changes label only on a *strictly* smaller distance. Which of two
 //!   equal-cost paths wins depends on which voxel is expanded first; VTK expands them in
-//!   the order of its Fibonacci heap, segkit in the order of a radix heap (last in, first
-//!   out among equal keys), so on integer images, where equal costs are common, a few
-//!   voxels on the border between two labels can differ (see the parity test).
+//!   the order of its Fibonacci heap, segkit in the order of a radix heap (equal keys
+//!   roughly in memory order), so on integer images, where equal costs are common, a few
+//!   voxels on the border between two labels could differ (none did in the parity tests).
 //! - **Border**: voxels on the outer faces of the image are reached (they get a distance
 //!   and a label) but never expanded, as in VTK, where their neighbour count is 0. A seed
 //!   on the outer face therefore labels only itself.
@@ -36,6 +36,13 @@
 //! priority queue with O(1) insertion and amortised O(log C) extraction, much lighter than
 //! a Fibonacci heap holding every voxel. Decrease-key is a new insertion; stale entries
 //! are dropped when met.
+//!
+//! The work is memory-bound (every expansion reads 26 neighbours spread over 3 slices), so
+//! each voxel's distance, label and value share one 8-byte cell for 8 and 16-bit images
+//! (12 bytes for `f32` values, 16 for `f64`); voxels of equal distance are expanded in
+//! (coarse) memory order, the next voxel's neighbourhood is prefetched, and the cells ask
+//! for transparent huge pages. Memory: the cells, one bit per voxel for the locked mask,
+//! and the heap (8 bytes per pending entry).
 //!
 //! **Incremental update** ([`GrowCut::update`] on a state that has run): distances and
 //! labels are kept; the seed voxels that are new (distance above `1e-3`) or whose label
@@ -82,14 +89,15 @@ pub type GrowCutError = EffectError;
 
 /// A voxel type as `vtkImageGrowCutSegment` reads it.
 pub trait Intensity: Copy + Send + Sync {
-    /// The value as the kernel keeps it: `f32` for every type but `f64` (VTK subtracts in
-    /// `float` for them, so converting first changes nothing), `f64` for `f64`.
+    /// The value as the kernel keeps it: `i16` for 8 and 16-bit signed integers, `f64` for
+    /// `f64`, `f32` for the others (VTK subtracts in `float` for every type but `double`,
+    /// so converting to `f32` first changes nothing).
     type Stored: Stored;
     /// The value converted to [`Intensity::Stored`].
     fn stored(self) -> Self::Stored;
 }
 
-/// How the kernel keeps voxel values: `f32` or `f64`.
+/// How the kernel keeps voxel values: `i16`, `f32` or `f64`.
 pub trait Stored: Copy + Default + Send + Sync + 'static {
     /// The centre voxel's value, which VTK stores as `float`.
     fn centre(self) -> f32;
@@ -110,7 +118,21 @@ macro_rules! intensity_in_f32 {
         }
     )*};
 }
-intensity_in_f32!(u8, i8, u16, i16, u32, i32, u64, i64, f32);
+intensity_in_f32!(u16, u32, i32, u64, i64, f32);
+
+macro_rules! intensity_in_i16 {
+    ($($t:ty),*) => {$(
+        impl Intensity for $t {
+            type Stored = i16;
+            #[inline(always)]
+            fn stored(self) -> i16 {
+                self as i16
+            }
+        }
+    )*};
+}
+// Exact in i16, and half the memory of f32: the CT case.
+intensity_in_i16!(u8, i8, i16);
 
 impl Intensity for f64 {
     type Stored = f64;
@@ -118,6 +140,32 @@ impl Intensity for f64 {
     fn stored(self) -> f64 {
         self
     }
+}
+
+macro_rules! cells_of {
+    ($variant:ident) => {
+        fn cells(cells: &mut Cells) -> &mut Vec<Cell<Self>> {
+            if !matches!(cells, Cells::$variant(_)) {
+                *cells = Cells::$variant(Vec::new());
+            }
+            match cells {
+                Cells::$variant(v) => v,
+                _ => unreachable!("replaced just above"),
+            }
+        }
+    };
+}
+
+impl Stored for i16 {
+    #[inline(always)]
+    fn centre(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn abs_diff(centre: f32, neighbour: i16) -> f64 {
+        (centre - neighbour as f32).abs() as f64
+    }
+    cells_of!(Short);
 }
 
 impl Stored for f32 {
@@ -130,15 +178,7 @@ impl Stored for f32 {
         // float − T: the usual arithmetic conversions make it a float subtraction.
         (centre - neighbour).abs() as f64
     }
-    fn cells(cells: &mut Cells) -> &mut Vec<Cell<f32>> {
-        if let Cells::Double(_) = cells {
-            *cells = Cells::Single(Vec::new());
-        }
-        match cells {
-            Cells::Single(v) => v,
-            Cells::Double(_) => unreachable!("replaced just above"),
-        }
-    }
+    cells_of!(Single);
 }
 
 impl Stored for f64 {
@@ -151,29 +191,23 @@ impl Stored for f64 {
         // float − double is a double subtraction.
         (centre as f64 - neighbour).abs()
     }
-    fn cells(cells: &mut Cells) -> &mut Vec<Cell<f64>> {
-        if let Cells::Single(_) = cells {
-            *cells = Cells::Double(Vec::new());
-        }
-        match cells {
-            Cells::Double(v) => v,
-            Cells::Single(_) => unreachable!("replaced just above"),
-        }
-    }
+    cells_of!(Double);
 }
 
-/// A voxel's distance beside its value: Dijkstra reads both for every neighbour, and one
-/// cache line then serves both.
+/// A voxel's distance and label beside its value: Dijkstra reads them together for every
+/// neighbour, and one cache line then serves all three (8 bytes a voxel for `i16` values).
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub struct Cell<V> {
     distance: f32,
+    label: u16,
     value: V,
 }
 
-/// The cells of a state, for `f32` or `f64` values.
+/// The cells of a state, for `i16`, `f32` or `f64` values.
 #[derive(Debug)]
 pub enum Cells {
+    Short(Vec<Cell<i16>>),
     Single(Vec<Cell<f32>>),
     Double(Vec<Cell<f64>>),
 }
@@ -181,8 +215,9 @@ pub enum Cells {
 impl Cells {
     fn bytes(&self) -> usize {
         match self {
-            Cells::Single(v) => 8 * v.capacity(),
-            Cells::Double(v) => 16 * v.capacity(),
+            Cells::Short(v) => std::mem::size_of::<Cell<i16>>() * v.capacity(),
+            Cells::Single(v) => std::mem::size_of::<Cell<f32>>() * v.capacity(),
+            Cells::Double(v) => std::mem::size_of::<Cell<f64>>() * v.capacity(),
         }
     }
 }
@@ -215,6 +250,8 @@ impl Bits {
 struct RadixHeap {
     last: u32,
     buckets: [Vec<(u32, u32)>; 33],
+    /// Room for sorting bucket 0.
+    scratch: Vec<(u32, u32)>,
 }
 
 impl Default for RadixHeap {
@@ -222,7 +259,48 @@ impl Default for RadixHeap {
         RadixHeap {
             last: 0,
             buckets: std::array::from_fn(|_| Vec::new()),
+            scratch: Vec::new(),
         }
+    }
+}
+
+/// Orders heap entries by voxel, largest first: exactly for short lists (the standard
+/// library's sort), by the top 11 bits of the voxel index for long ones (one counting-sort
+/// pass, linear time: these lists reach millions of entries, and blocks of 1/2048 of the
+/// image already give the memory locality sought).
+fn sort_by_voxel_descending(v: &mut Vec<(u32, u32)>, scratch: &mut Vec<(u32, u32)>) {
+    const DIGIT_BITS: u32 = 11;
+    const DIGITS: usize = 1 << DIGIT_BITS;
+    const SHORT: usize = 1024;
+    const COARSE_BITS: u32 = 11;
+    if v.len() < SHORT {
+        v.sort_unstable_by_key(|e| std::cmp::Reverse(e.1));
+        return;
+    }
+    let top = v.iter().map(|e| e.1).max().unwrap_or(0);
+    let bits = u32::BITS - top.leading_zeros();
+    scratch.clear();
+    scratch.resize(v.len(), (0, 0));
+    let mut shift = bits.saturating_sub(COARSE_BITS);
+    while shift < bits {
+        let digit = |e: &(u32, u32)| (((top - e.1) >> shift) as usize) & (DIGITS - 1);
+        let mut starts = [0usize; DIGITS];
+        for e in v.iter() {
+            starts[digit(e)] += 1;
+        }
+        let mut sum = 0;
+        for c in starts.iter_mut() {
+            let n = *c;
+            *c = sum;
+            sum += n;
+        }
+        for e in v.iter() {
+            let d = digit(e);
+            scratch[starts[d]] = *e;
+            starts[d] += 1;
+        }
+        std::mem::swap(v, scratch);
+        shift += DIGIT_BITS;
     }
 }
 
@@ -256,10 +334,17 @@ impl RadixHeap {
             entries.clear();
             self.buckets[b] = entries;
             if SORT_EQUAL_KEYS {
-                self.buckets[0].sort_unstable_by_key(|e| std::cmp::Reverse(e.1));
+                sort_by_voxel_descending(&mut self.buckets[0], &mut self.scratch);
             }
         }
         self.buckets[0].pop()
+    }
+
+    /// The voxel [`RadixHeap::pop`] answers next, when it is already known (no bucket to
+    /// spread first).
+    #[inline(always)]
+    fn peek(&self) -> Option<u32> {
+        self.buckets[0].last().map(|e| e.1)
     }
 
     fn clear(&mut self) {
@@ -270,7 +355,7 @@ impl RadixHeap {
     }
 
     fn bytes(&self) -> usize {
-        self.buckets.iter().map(|b| 8 * b.capacity()).sum()
+        self.buckets.iter().map(|b| 8 * b.capacity()).sum::<usize>() + 8 * self.scratch.capacity()
     }
 }
 
@@ -280,9 +365,8 @@ pub struct GrowCut {
     penalty: f64,
     shape: (usize, usize, usize),
     spacing_ijk: [f64; 3],
-    /// Distance and value of each voxel (C order of the `[k][j][i]` image).
+    /// Distance, label and value of each voxel (C order of the `[k][j][i]` image).
     cells: Cells,
-    labels: Vec<u16>,
     /// The locked voxels the state was computed with.
     locked: Bits,
     has_locked: bool,
@@ -299,7 +383,6 @@ impl GrowCut {
             shape: (0, 0, 0),
             spacing_ijk: [0.0; 3],
             cells: Cells::Single(Vec::new()),
-            labels: Vec::new(),
             locked: Bits::default(),
             has_locked: false,
             done: false,
@@ -312,9 +395,9 @@ impl GrowCut {
         self.penalty
     }
 
-    /// Bytes held (distances and values, labels, locked voxels, the heap's storage).
+    /// Bytes held (distances, labels and values, locked voxels, the heap's storage).
     pub fn bytes(&self) -> usize {
-        self.cells.bytes() + 2 * self.labels.capacity() + self.locked.bytes() + self.heap.bytes()
+        self.cells.bytes() + self.locked.bytes() + self.heap.bytes()
     }
 
     /// Forgets everything: the next update computes from scratch.
@@ -380,7 +463,7 @@ impl GrowCut {
             } else {
                 None
             };
-            seed_changes(cells, &mut self.labels, seeds, locked, &mut self.heap);
+            seed_changes(cells, seeds, locked, &mut self.heap);
         } else {
             self.shape = shape;
             self.spacing_ijk = spacing_ijk;
@@ -394,39 +477,27 @@ impl GrowCut {
             cells.clear();
             cells.extend(intensity.iter().map(|v| Cell {
                 distance: UNREACHED,
+                label: 0,
                 value: v.stored(),
             }));
-            if self.labels.capacity() < n {
-                self.labels = Vec::with_capacity(n);
-                prefer_huge_pages(&mut self.labels);
-            }
-            self.labels.clear();
-            self.labels.resize(n, 0);
             let locked = if self.has_locked {
                 Some(&self.locked)
             } else {
                 None
             };
-            seed_fresh(cells, &mut self.labels, seeds, locked, &mut self.heap);
+            seed_fresh(cells, seeds, locked, &mut self.heap);
         }
         self.done = false;
         let cells = T::Stored::cells(&mut self.cells);
         let steps = neighbour_steps(shape, spacing_ijk, self.penalty);
-        if let Err(e) = propagate(
-            cells,
-            &mut self.labels,
-            &mut self.heap,
-            shape,
-            &steps,
-            control,
-        ) {
+        if let Err(e) = propagate(cells, &mut self.heap, shape, &steps, control) {
             // A cancelled computation leaves a partial state: start over next time.
             self.heap.clear();
             return Err(e);
         }
         self.done = true;
-        Array3::from_shape_vec(shape, self.labels.clone())
-            .map_err(|e| EffectError::Internal(e.to_string()))
+        let labels = cells.iter().map(|c| c.label).collect();
+        Array3::from_shape_vec(shape, labels).map_err(|e| EffectError::Internal(e.to_string()))
     }
 
     fn check(
@@ -508,7 +579,6 @@ fn prefer_huge_pages<T>(v: &mut Vec<T>) {
 /// (the cells' distances are [`UNREACHED`] and the labels 0 on entry).
 fn seed_fresh<V: Stored>(
     cells: &mut [Cell<V>],
-    labels: &mut [u16],
     seeds: &[u16],
     locked: Option<&Bits>,
     heap: &mut RadixHeap,
@@ -518,7 +588,7 @@ fn seed_fresh<V: Stored>(
             cells[idx].distance = SEED_DISTANCE;
         } else if s != 0 {
             cells[idx].distance = SEED_DISTANCE;
-            labels[idx] = s;
+            cells[idx].label = s;
             heap.push(SEED_DISTANCE.to_bits(), idx as u32);
         }
     }
@@ -527,7 +597,6 @@ fn seed_fresh<V: Stored>(
 /// An incremental start: only the seed voxels that are new or changed label.
 fn seed_changes<V: Stored>(
     cells: &mut [Cell<V>],
-    labels: &mut [u16],
     seeds: &[u16],
     locked: Option<&Bits>,
     heap: &mut RadixHeap,
@@ -536,9 +605,10 @@ fn seed_changes<V: Stored>(
         if s == 0 || locked.is_some_and(|l| l.get(idx)) {
             continue;
         }
-        if labels[idx] != s || cells[idx].distance > SEED_DISTANCE {
-            cells[idx].distance = SEED_DISTANCE;
-            labels[idx] = s;
+        let cell = &mut cells[idx];
+        if cell.label != s || cell.distance > SEED_DISTANCE {
+            cell.distance = SEED_DISTANCE;
+            cell.label = s;
             heap.push(SEED_DISTANCE.to_bits(), idx as u32);
         }
     }
@@ -573,10 +643,30 @@ fn neighbour_steps(
     steps
 }
 
+/// Hints the processor to load the 3 x 3 rows of 3 cells around `p`.
+#[inline(always)]
+fn prefetch_neighbourhood<V>(cells: &[Cell<V>], p: usize, rows: &[isize; 9]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let base = cells.as_ptr();
+        for &row in rows {
+            let first = base.wrapping_offset(p as isize + row);
+            // SAFETY: a prefetch never faults and never changes memory, whatever the
+            // address; the pointers are only computed (wrapping), never dereferenced.
+            unsafe {
+                _mm_prefetch(first.cast::<i8>(), _MM_HINT_T0);
+                _mm_prefetch(first.wrapping_add(2).cast::<i8>(), _MM_HINT_T0);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (cells, p, rows);
+}
+
 /// Dijkstra from the voxels in the heap.
 fn propagate<V: Stored>(
     cells: &mut [Cell<V>],
-    labels: &mut [u16],
     heap: &mut RadixHeap,
     shape: (usize, usize, usize),
     steps: &[(isize, f64); NEIGHBOURS],
@@ -586,8 +676,16 @@ fn propagate<V: Stored>(
     let total = (nk * nj * ni).max(1) as f64;
     let plane = nj * ni;
     let mut expanded = 0usize;
+    let rows: [isize; 9] = std::array::from_fn(|n| {
+        let (dk, dj) = (n as isize / 3 - 1, n as isize % 3 - 1);
+        dk * plane as isize + dj * ni as isize - 1
+    });
     while let Some((key, voxel)) = heap.pop() {
         let p = voxel as usize;
+        // The next voxel's neighbourhood is fetched from memory while this one is expanded.
+        if let Some(next) = heap.peek() {
+            prefetch_neighbourhood(cells, next as usize, &rows);
+        }
         let here = cells[p];
         if here.distance.to_bits() != key {
             continue; // a shorter path already expanded this voxel
@@ -606,7 +704,7 @@ fn propagate<V: Stored>(
             continue;
         }
         let d = here.distance as f64;
-        let label = labels[p];
+        let label = here.label;
         let centre = here.value.centre();
         for &(offset, step) in steps {
             let q = (p as isize + offset) as usize;
@@ -614,7 +712,7 @@ fn propagate<V: Stored>(
             let candidate = ((V::abs_diff(centre, there.value) + d) + step) as f32;
             if there.distance > candidate {
                 there.distance = candidate;
-                labels[q] = label;
+                there.label = label;
                 heap.push(candidate.to_bits(), q as u32);
             }
         }
@@ -934,6 +1032,29 @@ mod tests {
         assert!(s
             .update(image.view(), seeds.view(), None, [0.0, 1.0, 1.0], &c)
             .is_err());
+    }
+
+    #[test]
+    fn long_and_short_lists_sort_by_voxel_descending() {
+        let mut scratch = Vec::new();
+        for len in [0usize, 5, 3000] {
+            let mut v: Vec<(u32, u32)> = (0..len as u32)
+                .map(|n| (n % 7, n.wrapping_mul(2654435761) % 100_003))
+                .collect();
+            let mut want = v.clone();
+            sort_by_voxel_descending(&mut v, &mut scratch);
+            // Long lists are ordered by the top 11 bits of (largest - voxel).
+            let top = want.iter().map(|e| e.1).max().unwrap_or(0);
+            let shift = (u32::BITS - top.leading_zeros()).saturating_sub(11);
+            let shift = if len < 1024 { 0 } else { shift };
+            assert!(v
+                .windows(2)
+                .all(|w| (top - w[0].1) >> shift <= (top - w[1].1) >> shift));
+            let mut a = v.clone();
+            a.sort();
+            want.sort();
+            assert_eq!(a, want, "the same entries");
+        }
     }
 
     #[test]
