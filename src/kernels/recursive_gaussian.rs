@@ -213,7 +213,63 @@ fn step(out: &mut [f64], x: [&[f64]; 4], a: [f64; 4], y: [&[f64]; 4], b: [f64; 4
 /// ITK's `FilterDataArray` on `lanes` lines of `ln` samples stored side by side
 /// (`data[n * lanes + l]` is sample `n` of line `l`): the result in `outs`, `scratch` for
 /// the anti-causal part. `ln >= 4`.
+///
+/// On x86-64 processors with AVX2 (or AVX-512) the same code is compiled for wider vectors
+/// and chosen at run time; without fused multiply-add, so the results are the same bits.
 fn filter_lanes(
+    data: &[f64],
+    outs: &mut [f64],
+    scratch: &mut [f64],
+    ln: usize,
+    lanes: usize,
+    c: &Coefficients,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the processor has AVX-512F, checked just above.
+            unsafe { filter_lanes_avx512(data, outs, scratch, ln, lanes, c) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2, checked just above.
+            unsafe { filter_lanes_avx2(data, outs, scratch, ln, lanes, c) };
+            return;
+        }
+    }
+    filter_lanes_portable(data, outs, scratch, ln, lanes, c);
+}
+
+/// [`filter_lanes_portable`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn filter_lanes_avx2(
+    data: &[f64],
+    outs: &mut [f64],
+    scratch: &mut [f64],
+    ln: usize,
+    lanes: usize,
+    c: &Coefficients,
+) {
+    filter_lanes_portable(data, outs, scratch, ln, lanes, c);
+}
+
+/// [`filter_lanes_portable`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn filter_lanes_avx512(
+    data: &[f64],
+    outs: &mut [f64],
+    scratch: &mut [f64],
+    ln: usize,
+    lanes: usize,
+    c: &Coefficients,
+) {
+    filter_lanes_portable(data, outs, scratch, ln, lanes, c);
+}
+
+#[inline(always)]
+fn filter_lanes_portable(
     data: &[f64],
     outs: &mut [f64],
     scratch: &mut [f64],
