@@ -57,17 +57,18 @@
 //! use ndarray::Array3;
 //! use segkit::effects::Control;
 //! use segkit::kernels::growcut::GrowCut;
-//! // A 3x3 slab of 3 slices, intensity 0 on the left half and 10 on the right; a seed of
-//! // label 1 at the left end of the middle row, label 2 at the right end.
-//! let image = Array3::from_shape_fn((3, 3, 6), |(_, _, i)| if i < 3 { 0i16 } else { 10 });
-//! let mut seeds = Array3::<u16>::zeros((3, 3, 6));
-//! seeds[[1, 1, 0]] = 1;
+//! // A 3x3x7 box, intensity 0 for i < 4 and 10 from i = 4 on; a seed of label 1 at i = 1
+//! // and one of label 2 at i = 5 on the middle row (the only row that is not on the box's
+//! // faces: face voxels are reached but never expanded, so seeds there would not grow).
+//! let image = Array3::from_shape_fn((3, 3, 7), |(_, _, i)| if i < 4 { 0i16 } else { 10 });
+//! let mut seeds = Array3::<u16>::zeros((3, 3, 7));
+//! seeds[[1, 1, 1]] = 1;
 //! seeds[[1, 1, 5]] = 2;
 //! let labels = GrowCut::new(0.0)
 //!     .update(image.view(), seeds.view(), None, [1.0; 3], &Control::none())
 //!     .unwrap();
-//! let row: Vec<u16> = (0..6).map(|i| labels[[1, 1, i]]).collect();
-//! assert_eq!(row, [1, 1, 1, 2, 2, 2]);
+//! let row: Vec<u16> = (0..7).map(|i| labels[[1, 1, i]]).collect();
+//! assert_eq!(row, [1, 1, 1, 1, 2, 2, 2]);
 //! ```
 
 use crate::effects::{Control, EffectError};
