@@ -542,11 +542,19 @@ struct Prepared {
     encoding: pb::MaskEncoding,
 }
 
+/// A request's source volume (if any), and its reference lattice's size and geometry.
+type Reference = (Option<Arc<CachedVolume>>, [usize; 3], Geometry);
+
 impl EngineService {
-    fn prepare_preview(&self, req: pb::StartPreviewRequest) -> Result<PreviewSession, Status> {
-        let (spec, effect) = catalog::find_auto_complete(&req.effect)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let source = if req.volume_id.is_empty() {
+    /// The source volume a request names (refused when the effect needs one and none is
+    /// named) and the reference lattice: the source's, else the first segment's.
+    fn reference(
+        &self,
+        spec: &EffectSpec,
+        volume_id: &str,
+        segments: &[pb::SegmentMask],
+    ) -> Result<Reference, Status> {
+        let source = if volume_id.is_empty() {
             if spec.inputs.contains(&Input::SourceVolume) {
                 return Err(Status::invalid_argument(format!(
                     "{} needs a source volume: set volume_id",
@@ -555,13 +563,12 @@ impl EngineService {
             }
             None
         } else {
-            Some(self.volume(&req.volume_id)?)
+            Some(self.volume(volume_id)?)
         };
         let (size, geometry) = match &source {
             Some(v) => (v.volume.size_ijk(), *v.volume.geometry()),
             None => {
-                let first = req
-                    .segments
+                let first = segments
                     .first()
                     .and_then(|s| s.mask.as_ref())
                     .ok_or_else(|| {
@@ -572,6 +579,13 @@ impl EngineService {
                 geometry_from_pb(first.geometry.as_ref(), "segment 0")?
             }
         };
+        Ok((source, size, geometry))
+    }
+
+    fn prepare_preview(&self, req: pb::StartPreviewRequest) -> Result<PreviewSession, Status> {
+        let (spec, effect) = catalog::find_auto_complete(&req.effect)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (source, size, geometry) = self.reference(&spec, &req.volume_id, &req.segments)?;
         let (segments, ids) = segments_from_pb(&req.segments, size, &geometry)?;
         let selected = ids.iter().position(|id| *id == req.selected_segment_id);
         if !req.selected_segment_id.is_empty() && selected.is_none() {
@@ -600,32 +614,7 @@ impl EngineService {
     fn prepare(&self, req: pb::ApplyEffectRequest) -> Result<Prepared, Status> {
         let spec =
             catalog::find(&req.effect).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let source = if req.volume_id.is_empty() {
-            if spec.inputs.contains(&Input::SourceVolume) {
-                return Err(Status::invalid_argument(format!(
-                    "{} needs a source volume: set volume_id",
-                    spec.name
-                )));
-            }
-            None
-        } else {
-            Some(self.volume(&req.volume_id)?)
-        };
-        let (size, geometry) = match &source {
-            Some(v) => (v.volume.size_ijk(), *v.volume.geometry()),
-            None => {
-                let first = req
-                    .segments
-                    .first()
-                    .and_then(|s| s.mask.as_ref())
-                    .ok_or_else(|| {
-                        Status::invalid_argument(
-                            "no volume_id and no segment: nothing gives the lattice",
-                        )
-                    })?;
-                geometry_from_pb(first.geometry.as_ref(), "segment 0")?
-            }
-        };
+        let (source, size, geometry) = self.reference(&spec, &req.volume_id, &req.segments)?;
         let mut segments = SegmentMasks {
             masks: Vec::with_capacity(req.segments.len()),
             visible: Vec::with_capacity(req.segments.len()),
