@@ -3,6 +3,7 @@
 //! and the reason before exiting non-zero.
 
 mod apply;
+mod batch;
 mod convert;
 mod info;
 mod progress;
@@ -33,6 +34,9 @@ enum Command {
     Effects(apply::EffectsArgs),
     /// Apply an effect to a volume and a label map, with Slicer's semantics.
     Apply(apply::ApplyArgs),
+    /// Label every case (DICOM series, NRRD, NIfTI) under a folder: label files, a CSV
+    /// report, snapshots and an HTML gallery; shards for job arrays.
+    Batch(batch::BatchArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -44,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Effects(args) => apply::effects(&args),
         Command::Apply(args) => apply::apply(&args),
+        Command::Batch(args) => batch::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ pub mod dicom;
 pub mod gzip;
 pub mod nifti;
 pub mod nrrd;
+pub mod snapshot;
 
 pub use atomic::{write_atomic, write_bytes_atomic};
 
