@@ -51,8 +51,8 @@ pub struct BatchArgs {
     /// The pipeline run on every case.
     #[arg(long, value_enum, default_value_t = PipelineName::Lungs)]
     pipeline: PipelineName,
-    /// Cases labelled at the same time (each also uses every core inside; memory grows
-    /// with N: about 1.5 GB per 512x512x300 CT).
+    /// Cases labelled at the same time (each case already uses every core; memory grows
+    /// with N).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: u16,
     /// Label only shard I of N (0-based): the cases whose index in the sorted list is I

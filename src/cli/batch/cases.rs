@@ -256,11 +256,11 @@ pub fn sanitize(raw: &str) -> String {
         }
     }
     let trimmed: String = out
-        .trim_matches(|c| c == '_' || c == '.' || c == '-')
+        .trim_matches(['_', '.', '-'])
         .chars()
         .take(MAX_NAME_CHARS)
         .collect();
-    let trimmed = trimmed.trim_end_matches(|c| c == '_' || c == '.' || c == '-');
+    let trimmed = trimmed.trim_end_matches(['_', '.', '-']);
     if trimmed.is_empty() {
         "case".to_string()
     } else {
