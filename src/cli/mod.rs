@@ -5,6 +5,7 @@
 mod apply;
 mod convert;
 mod info;
+mod lungs;
 mod progress;
 mod serve;
 
@@ -33,6 +34,8 @@ enum Command {
     Effects(apply::EffectsArgs),
     /// Apply an effect to a volume and a label map, with Slicer's semantics.
     Apply(apply::ApplyArgs),
+    /// Segment the right (1) and left (2) lungs of a chest CT, airways excluded.
+    Lungs(lungs::LungsArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Effects(args) => apply::effects(&args),
         Command::Apply(args) => apply::apply(&args),
+        Command::Lungs(args) => lungs::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
