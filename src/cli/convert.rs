@@ -112,10 +112,11 @@ fn write_seg(args: &ConvertArgs, reference: &std::path::Path) -> Result<()> {
         .algorithm_name(&args.algorithm_name)
         .content_creator(&args.content_creator)
         .write(&args.output, &seg, reference)?;
+    let n = seg.segments.len();
     eprintln!(
-        "wrote {} (DICOM SEG, {} segments)",
+        "wrote {} (DICOM SEG, {n} segment{})",
         args.output.display(),
-        seg.segments.len()
+        if n == 1 { "" } else { "s" }
     );
     Ok(())
 }
