@@ -7,6 +7,7 @@
 //! Conventions: arrays are `ndarray::Array3` indexed `[k][j][i]` (slice, row, column) in
 //! standard order; world coordinates are LPS millimetres; see [`volume::Geometry`].
 
+pub mod auto;
 pub mod cli;
 pub mod effects;
 pub mod error;

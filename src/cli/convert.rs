@@ -1,7 +1,9 @@
-//! `segkit convert INPUT OUTPUT`: any supported input to the format the output names.
+//! `segkit convert INPUT OUTPUT`: any supported input to the format the output names, and
+//! segmentations to DICOM SEG (`OUTPUT.dcm --reference DICOM_DIR`).
 
 use super::progress::Bar;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::io::dicom::{SegWriteOptions, SegmentAlgorithmType};
 use crate::io::{self, Format, OpenOptions};
 use clap::Args;
 use std::path::PathBuf;
@@ -17,9 +19,51 @@ pub struct ConvertArgs {
     /// listing (1, 2, ...) or its SeriesInstanceUID.
     #[arg(long)]
     series: Option<String>,
+    /// Writing a DICOM SEG (OUTPUT.dcm): the DICOM folder or file of the image series the
+    /// segmentation was drawn on. Patient, study and frame of reference come from it, and
+    /// each frame references its source slice.
+    #[arg(long, value_name = "DICOM_DIR")]
+    reference: Option<PathBuf>,
+    /// When the reference folder holds several series: its number in `segkit info`'s
+    /// listing or its SeriesInstanceUID.
+    #[arg(long, value_name = "N|UID", requires = "reference")]
+    reference_series: Option<String>,
+    /// DICOM SEG: SeriesDescription.
+    #[arg(long, default_value = "Segmentation", requires = "reference")]
+    series_description: String,
+    /// DICOM SEG: SeriesNumber.
+    #[arg(long, default_value_t = 300, requires = "reference")]
+    series_number: i64,
+    /// DICOM SEG: SegmentAlgorithmType of every segment: manual, semiautomatic or automatic.
+    #[arg(long, default_value = "manual", requires = "reference")]
+    algorithm_type: SegmentAlgorithmType,
+    /// DICOM SEG: SegmentAlgorithmName (written unless the type is manual).
+    #[arg(long, default_value = "segkit", requires = "reference")]
+    algorithm_name: String,
+    /// DICOM SEG: ContentCreatorName (Family^Given).
+    #[arg(long, default_value = "", requires = "reference")]
+    content_creator: String,
 }
 
 pub fn run(args: &ConvertArgs) -> Result<()> {
+    let to_dicom = Format::from_path(&args.output)? == Format::Dicom;
+    match (&args.reference, to_dicom) {
+        (Some(reference), true) => return write_seg(args, reference),
+        (None, true) => {
+            return Err(Error::InvalidArgument(format!(
+                "{}: writing a DICOM SEG needs the image series the segmentation was drawn on: \
+                 add --reference DICOM_DIR (segkit writes no other DICOM objects)",
+                args.output.display()
+            )))
+        }
+        (Some(_), false) => {
+            return Err(Error::InvalidArgument(format!(
+                "--reference is for writing a DICOM SEG (an output named .dcm), not {}",
+                args.output.display()
+            )))
+        }
+        (None, false) => {}
+    }
     if nrrd_to_nrrd(args)? {
         // A 3-D volume is normalised as Slicer writes volumes (LPS, space directions).
         // Any other NRRD (1-D, 2-D, DWI, vector fields) is copied with every header field
@@ -44,6 +88,36 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     bar.finish();
     io::write(&args.output, dataset?, &args.input)?;
     eprintln!("wrote {}", args.output.display());
+    Ok(())
+}
+
+/// `convert SEGMENTATION OUT.dcm --reference DICOM_DIR`: a .seg.nrrd as it is, a label map
+/// (any volume of integer labels) as one segment per label value.
+fn write_seg(args: &ConvertArgs, reference: &std::path::Path) -> Result<()> {
+    if args.output.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: is a folder; name the DICOM SEG file to write (e.g. seg.dcm)",
+            args.output.display()
+        )));
+    }
+    let seg = OpenOptions::new()
+        .series(args.series.clone())
+        .open(&args.input)?
+        .into_segmentation(&args.input)?;
+    SegWriteOptions::new()
+        .reference_series(args.reference_series.clone())
+        .series_description(&args.series_description)
+        .series_number(args.series_number)
+        .algorithm_type(args.algorithm_type)
+        .algorithm_name(&args.algorithm_name)
+        .content_creator(&args.content_creator)
+        .write(&args.output, &seg, reference)?;
+    let n = seg.segments.len();
+    eprintln!(
+        "wrote {} (DICOM SEG, {n} segment{})",
+        args.output.display(),
+        if n == 1 { "" } else { "s" }
+    );
     Ok(())
 }
 

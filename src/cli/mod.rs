@@ -6,6 +6,7 @@ mod apply;
 mod batch;
 mod convert;
 mod info;
+mod lungs;
 mod progress;
 mod serve;
 
@@ -37,6 +38,8 @@ enum Command {
     /// Label every case (DICOM series, NRRD, NIfTI) under a folder: label files, a CSV
     /// report, snapshots and an HTML gallery; shards for job arrays.
     Batch(batch::BatchArgs),
+    /// Segment the right (1) and left (2) lungs of a chest CT, airways excluded.
+    Lungs(lungs::LungsArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -49,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Effects(args) => apply::effects(&args),
         Command::Apply(args) => apply::apply(&args),
         Command::Batch(args) => batch::run(&args),
+        Command::Lungs(args) => lungs::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

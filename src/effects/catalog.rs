@@ -35,6 +35,7 @@ pub static EFFECTS: &[&dyn Effect] = &[
     &super::local_threshold::LocalThreshold,
     &super::watershed::Watershed,
     &super::fast_marching::FastMarching,
+    &super::auto_lungs::AutoLungs,
 ];
 
 /// The effects with their schemas, built once.

@@ -209,7 +209,9 @@ pub fn apply_modifier<T: Scalar>(
 /// Applies every modifier of an effect's output in order, as the Segment Editor does:
 /// modifiers for the selected segment go to `selected` (created empty, named
 /// `selected_name`, when `None`); a new segment is appended for each
-/// [`Target::NewSegment`], named `selected_name` + suffix, visible. `names` holds one name
+/// [`Target::NewSegment`], named `selected_name` + suffix, visible; a
+/// [`Target::Named`] modifier goes to the segment of that name, appended when missing.
+/// `names` holds one name
 /// per segment and grows with them. Returns the indices of the segments that changed,
 /// and the index of the selected segment.
 pub fn apply_output(
@@ -246,6 +248,14 @@ pub fn apply_output(
                 changed.push(n);
                 n
             }
+            Target::Named { name, .. } => match names.iter().position(|n| n == name) {
+                Some(n) => n,
+                None => {
+                    let n = push_segment(segments, names, m.mask.dim(), name.clone());
+                    changed.push(n);
+                    n
+                }
+            },
             Target::Segment(n) => {
                 if *n >= segments.masks.len() {
                     return Err(EffectError::Input(format!(

@@ -11,6 +11,7 @@
 //! segkit applies it (command line, batch).
 
 pub mod auto_complete;
+pub mod auto_lungs;
 pub mod auto_threshold;
 pub mod catalog;
 pub mod fast_marching;
@@ -91,7 +92,7 @@ impl ModificationMode {
 }
 
 /// Which segment a modifier applies to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     /// The segment selected in the Segment Editor.
     Selected,
@@ -101,6 +102,13 @@ pub enum Target {
     /// An existing segment, by its index in the request's segments (joint smoothing
     /// changes every visible segment).
     Segment(usize),
+    /// The segment named `name`, created with this colour and Slicer terminology entry
+    /// when the segmentation has none (Auto lungs' "right lung" and "left lung").
+    Named {
+        name: String,
+        color: [f64; 3],
+        terminology: String,
+    },
 }
 
 /// One change to one segment: a 0/1 mask on the reference lattice and how to apply it.

@@ -228,6 +228,9 @@ pub fn open(path: &Path) -> Result<Dataset> {
 /// - `-label.nrrd`: a Slicer label map (`short`), flattening a segmentation;
 /// - `.nrrd`, `.nhdr`: the volume in its own voxel type;
 /// - `.nii`, `.nii.gz`: NIfTI-1.
+///
+/// DICOM (`.dcm`) is refused here: a DICOM SEG needs a reference series, see
+/// [`dicom::write_dicom_seg`].
 pub fn write(path: &Path, dataset: Dataset, source: &Path) -> Result<()> {
     let name = path
         .file_name()
@@ -243,7 +246,9 @@ pub fn write(path: &Path, dataset: Dataset, source: &Path) -> Result<()> {
         Format::Nifti => nifti::write_volume(path, &dataset.into_volume()),
         Format::Dicom => Err(Error::unsupported(
             path,
-            "writing DICOM is not supported; write .nrrd, .seg.nrrd, .nii or .nii.gz",
+            "a DICOM Segmentation needs the image series it was drawn on: use \
+             dicom::write_dicom_seg (on the command line, `convert ... --reference DICOM_DIR`); \
+             other DICOM objects are not written",
         )),
     }
 }

@@ -796,17 +796,29 @@ pub(super) fn modifiers_to_pb(
         .modifiers
         .iter()
         .map(|m| {
+            let mut named = (false, Vec::new(), String::new());
             let (new_segment, new_segment_name, target_segment_id) = match &m.target {
                 Target::Selected => (false, String::new(), String::new()),
                 Target::NewSegment { suffix } => {
                     (true, format!("{selected_name}{suffix}"), String::new())
                 }
                 Target::Segment(n) => (false, String::new(), ids[*n].clone()),
+                Target::Named {
+                    name,
+                    color,
+                    terminology,
+                } => {
+                    named = (true, color.to_vec(), terminology.clone());
+                    (true, name.clone(), String::new())
+                }
             };
             pb::Modifier {
                 new_segment,
                 new_segment_name,
                 target_segment_id,
+                reuse_named_segment: named.0,
+                new_segment_color: named.1,
+                new_segment_terminology: named.2,
                 bypass_masking: m.bypass_masking,
                 overwrite_mode: m.overwrite.map(|o| {
                     (match o {

@@ -6,7 +6,8 @@ These tests run segkit (the release or debug binary) beside reference implementa
 Environment:
 - SEGKIT_BIN: the segkit binary (default: target/release/segkit, else target/debug/segkit).
 - SEGKIT_TEST_DATA: the shared test data folder (default: ../shared/data from the repo root).
-  Tests that need it skip with a clear message when it is absent.
+  Tests that need it skip with a clear message when it is absent, and fail instead when
+  SEGKIT_REQUIRE_DATA=1 (scripts/test, CI).
 """
 
 import os
@@ -39,7 +40,10 @@ def segkit_bin() -> Path:
 def data() -> Path:
     d = Path(os.environ.get("SEGKIT_TEST_DATA", REPO.parent / "shared" / "data"))
     if not d.is_dir():
-        pytest.skip(f"test data folder {d} not found (set SEGKIT_TEST_DATA)")
+        msg = f"test data folder {d} not found (set SEGKIT_TEST_DATA)"
+        if os.environ.get("SEGKIT_REQUIRE_DATA") == "1":
+            pytest.fail(f"{msg}; SEGKIT_REQUIRE_DATA=1: required here", pytrace=False)
+        pytest.skip(msg)
     return d
 
 

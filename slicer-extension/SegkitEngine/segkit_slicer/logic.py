@@ -139,6 +139,9 @@ class Modifier:
     target_segment_id: str = ""    # an existing segment other than the selected one
     bypass_masking: bool = False   # Logical operators' BypassMasking
     overwrite_mode: Optional[int] = None   # this modifier's own overwrite mode (joint smoothing)
+    reuse_named_segment: bool = False   # new_segment: use the segment of that name if any
+    new_segment_color: tuple = ()       # new_segment: (r, g, b) in 0..1
+    new_segment_terminology: str = ""   # new_segment: Slicer's TerminologyEntry tag
 
 
 # A volume whose name ends with one of these (any case) and whose voxels are integers
@@ -332,6 +335,27 @@ def add_segment_in_layer(segmentation_node, layer_segment_id: str, name: str) ->
     segment_id = segmentation.GetSegmentIdBySegment(segment)
     segment.SetLabelValue(segmentation.GetUniqueLabelValueForSharedLabelmap(layer_segment_id))
     return segment_id
+
+
+def named_segment_id(segmentation_node, name: str) -> Optional[str]:
+    """The ID of the first segment named `name`, or None."""
+    segmentation = segmentation_node.GetSegmentation()
+    for n in range(segmentation.GetNumberOfSegments()):
+        segment_id = segmentation.GetNthSegmentID(n)
+        if segmentation.GetSegment(segment_id).GetName() == name:
+            return segment_id
+    return None
+
+
+def describe_segment(segmentation_node, segment_id: str, color, terminology: str) -> None:
+    """Sets a new segment's colour and terminology entry when the engine gave them."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        return
+    if len(color) == 3:
+        segment.SetColor(*[float(c) for c in color])
+    if terminology:
+        segment.SetTag("TerminologyEntry", terminology)
 
 
 def add_volume_node(segmentation_node, output: OutputVolume):
@@ -635,7 +659,10 @@ class EngineLogic:
                 new_segment_name=m.new_segment_name,
                 target_segment_id=m.target_segment_id,
                 bypass_masking=m.bypass_masking,
-                overwrite_mode=m.overwrite_mode if m.HasField("overwrite_mode") else None))
+                overwrite_mode=m.overwrite_mode if m.HasField("overwrite_mode") else None,
+                reuse_named_segment=m.reuse_named_segment,
+                new_segment_color=tuple(m.new_segment_color),
+                new_segment_terminology=m.new_segment_terminology))
         for n, ref in enumerate(reply.volumes):
             result.volumes.append(self._download(ref, n))
         return result
@@ -672,9 +699,15 @@ class EngineLogic:
             context.save_state_for_undo()
             for m in result.modifiers:
                 image = new_image(lattice, start, m.mask)
-                if m.new_segment:
+                existing = (named_segment_id(context.segmentation_node, m.new_segment_name)
+                            if m.new_segment and m.reuse_named_segment else None)
+                if existing:
+                    target = existing
+                elif m.new_segment:
                     target = add_segment_in_layer(context.segmentation_node, selected,
                                                   m.new_segment_name or "Segment")
+                    describe_segment(context.segmentation_node, target, m.new_segment_color,
+                                     m.new_segment_terminology)
                 elif m.target_segment_id:
                     target = m.target_segment_id
                 else:

@@ -446,6 +446,8 @@ fn common_series(
                 position: fh.position.unwrap_or([0.0; 3]),
                 rescale: fh.rescale,
                 instance_number: inst.instance_number,
+                sop_instance_uid: inst.sop_instance_uid.clone(),
+                sop_class_uid: inst.sop_class_uid.clone(),
             }
         })
         .collect();

@@ -36,6 +36,10 @@ pub(crate) struct Instance {
     pub modality: String,
     pub patient_id: String,
     pub study_uid: String,
+    /// SOPInstanceUID (empty when the file has none).
+    pub sop_instance_uid: String,
+    /// SOPClassUID, or the file meta's MediaStorageSOPClassUID.
+    pub sop_class_uid: String,
     pub instance_number: Option<i64>,
     pub pixel: PixelFormat,
     pub frames: Vec<FrameHeader>,
@@ -191,6 +195,8 @@ pub(crate) fn instance_from_object(
         modality: string(obj, tags::MODALITY).unwrap_or_default(),
         patient_id: string(obj, tags::PATIENT_ID).unwrap_or_default(),
         study_uid: string(obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+        sop_instance_uid: string(obj, tags::SOP_INSTANCE_UID).unwrap_or_default(),
+        sop_class_uid: sop_class,
         instance_number: int(obj, tags::INSTANCE_NUMBER),
         pixel,
         frames,

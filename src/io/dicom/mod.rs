@@ -1,5 +1,6 @@
 //! DICOM series: discovery, sorting, geometry and pixel decoding (DICOM PS3.3 C.7.6.2 Image
-//! Plane, C.7.6.3 Image Pixel, C.11.1 Modality LUT, C.7.6.16 Multi-frame Functional Groups).
+//! Plane, C.7.6.3 Image Pixel, C.11.1 Modality LUT, C.7.6.16 Multi-frame Functional Groups),
+//! and writing segmentations back as DICOM SEG ([`seg`], PS3.3 A.51).
 //!
 //! ```no_run
 //! use segkit::io::dicom::ScanOptions;
@@ -103,8 +104,13 @@ mod decode;
 mod guard;
 mod header;
 mod open;
+pub mod seg;
 #[cfg(test)]
 mod testutil;
+
+pub use seg::{
+    write_dicom_seg, write_dicom_seg_with_options, SegWriteOptions, SegmentAlgorithmType,
+};
 
 use crate::error::{Error, Result};
 use crate::volume::{AnyVolume, Geometry, ScalarType};
@@ -281,6 +287,11 @@ pub struct Frame {
     /// Modality rescale of the frame, when the file has one.
     pub rescale: Option<Rescale>,
     pub instance_number: Option<i64>,
+    /// SOPInstanceUID of the file holding the frame (empty when the file has none): what a
+    /// derived object (a DICOM SEG) references.
+    pub sop_instance_uid: String,
+    /// SOPClassUID of that file.
+    pub sop_class_uid: String,
 }
 
 /// Modality LUT as a linear function: `value = stored * slope + intercept`.

@@ -77,6 +77,7 @@ impl Slice {
             DataElement::new(tags::SERIES_DESCRIPTION, VR::LO, "synthetic"),
             DataElement::new(tags::PATIENT_ID, VR::LO, "P1"),
             DataElement::new(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3"),
+            DataElement::new(tags::FRAME_OF_REFERENCE_UID, VR::UI, "1.2.3.100"),
             DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, self.series_uid.as_str()),
             DataElement::new(
                 tags::SERIES_NUMBER,
