@@ -85,7 +85,8 @@ pub enum LabelFormat {
     NiiGz,
     /// `<case>.seg.nrrd`: a Slicer segmentation with named, coloured segments.
     SegNrrd,
-    /// `<case>.seg.dcm`: a DICOM Segmentation object (not supported yet).
+    /// `<case>.seg.dcm`: a DICOM Segmentation object referencing the case's series (DICOM
+    /// cases only).
     DicomSeg,
 }
 
@@ -102,17 +103,17 @@ impl LabelFormat {
 
     /// Refuses formats this build cannot write, before any case is run.
     fn check_supported(self) -> Result<()> {
-        match self {
-            LabelFormat::DicomSeg => Err(Error::InvalidArgument(
-                "--format dicom-seg: not supported yet: the DICOM SEG writer lands with branch \
-                 h/dicomseg; use label-nrrd, nii-gz or seg-nrrd"
-                    .into(),
-            )),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
-    fn write(self, path: &Path, labelled: Labelled) -> Result<()> {
+    /// Writes the labels; `reference` is the case's DICOM folder and SeriesInstanceUID
+    /// (needed by DICOM SEG).
+    fn write(
+        self,
+        path: &Path,
+        labelled: Labelled,
+        reference: Option<(&Path, &str)>,
+    ) -> Result<()> {
         match self {
             LabelFormat::LabelNrrd => io::nrrd::write_labelmap(path, &labelled.labels),
             LabelFormat::NiiGz => io::nifti::write_volume(path, &AnyVolume::U16(labelled.labels)),
@@ -126,7 +127,27 @@ impl LabelFormat {
                 };
                 io::nrrd::write_segmentation(path, &segmentation)
             }
-            LabelFormat::DicomSeg => Err(self.check_supported().unwrap_err()),
+            LabelFormat::DicomSeg => {
+                let Some((folder, series_uid)) = reference else {
+                    return Err(Error::InvalidArgument(
+                        "--format dicom-seg needs a DICOM case to reference; this case is a \
+                         volume file (use label-nrrd, nii-gz or seg-nrrd)"
+                            .into(),
+                    ));
+                };
+                let segmentation = Segmentation {
+                    geometry: labelled.labels.geometry,
+                    layers: vec![labelled.labels.data],
+                    segments: labelled.segments,
+                    extent_offset: [0; 3],
+                    extra_fields: Vec::new(),
+                };
+                io::dicom::SegWriteOptions::new()
+                    .algorithm_type(io::dicom::SegmentAlgorithmType::Automatic)
+                    .algorithm_name("segkit lungs")
+                    .reference_series(Some(series_uid.to_string()))
+                    .write(path, &segmentation, folder)
+            }
         }
     }
 }
@@ -168,19 +189,25 @@ impl PipelineName {
     }
 }
 
-/// Placeholder until `auto::lungs` is on this branch.
+/// [`crate::auto::lungs::segment_lungs`] with its default options.
 fn lungs_pipeline() -> Pipeline {
+    use crate::auto::lungs::{segment_lungs, LungOptions, LEFT_LUNG_COLOR, RIGHT_LUNG_COLOR};
     Pipeline {
         name: "lungs",
         modality: Some("CT"),
-        colors: [
-            [0.0862745, 0.772549, 0.278431],
-            [0.772549, 0.0980392, 0.388235],
-        ],
-        run: Box::new(|_, _| {
-            Err(EffectError::Unsupported(
-                "the lungs pipeline is not in this build yet".into(),
-            ))
+        colors: [RIGHT_LUNG_COLOR, LEFT_LUNG_COLOR],
+        run: Box::new(|ct, control| {
+            let lungs = segment_lungs(ct, &LungOptions::default(), control)?;
+            // Names, colours and terminology as `segkit lungs` writes them.
+            let segments = lungs.to_segmentation().segments;
+            Ok(Labelled {
+                labels: lungs.labels,
+                segments,
+                right_ml: lungs.right_ml,
+                left_ml: lungs.left_ml,
+                threshold_hu: lungs.threshold_hu,
+                warnings: lungs.warnings,
+            })
         }),
     }
 }
@@ -505,9 +532,14 @@ fn label_case(
     let label_name = config.format.file_name(&case.name);
     let label_path = config.output.join(&label_name);
     row.warnings = warnings.join("; ");
+    let folder = match &case.source {
+        Source::Dicom(series) => series.files.first().and_then(|f| f.path.parent()),
+        Source::File(_) => None,
+    };
+    let reference = folder.map(|f| (f, case.series_uid()));
     config
         .format
-        .write(&label_path, labelled)
+        .write(&label_path, labelled, reference)
         .map_err(|e| e.to_string())?;
     row.label_file = label_name;
     Ok(())
