@@ -101,11 +101,6 @@ impl LabelFormat {
         }
     }
 
-    /// Refuses formats this build cannot write, before any case is run.
-    fn check_supported(self) -> Result<()> {
-        Ok(())
-    }
-
     /// Writes the labels; `reference` is the case's DICOM folder and SeriesInstanceUID
     /// (needed by DICOM SEG).
     fn write(
@@ -279,11 +274,9 @@ pub trait Observer: Sync {
 ///
 /// # Errors
 /// Only for the batch as a whole: the input folder cannot be read or holds no case, the
-/// output folder cannot be created, or the format is not supported. Cases that fail are
-/// rows of the report.
+/// output folder cannot be created. Cases that fail are rows of the report.
 pub fn run_batch(config: &Config, pipeline: &Pipeline, observer: &dyn Observer) -> Result<Summary> {
     let started = Instant::now();
-    config.format.check_supported()?;
     if !config.input.is_dir() {
         return Err(Error::InvalidArgument(format!(
             "{}: not a folder (segkit batch labels every case under a folder)",

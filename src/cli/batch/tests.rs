@@ -270,14 +270,20 @@ fn outputs_inside_the_input_are_not_cases() {
 }
 
 #[test]
-fn dicom_seg_is_refused_before_any_case_runs() {
+fn dicom_seg_on_volume_files_fails_each_case_with_the_reason_and_goes_on() {
     let input = folder();
     let out = tempfile::tempdir().unwrap();
     let cfg = Config {
         format: LabelFormat::DicomSeg,
         ..config(input.path(), out.path())
     };
-    let err = run_batch(&cfg, &fake(), &Quiet).unwrap_err().to_string();
-    assert!(err.contains("not supported yet"), "{err}");
-    assert!(!out.path().join("report.csv").exists());
+    let s = run_batch(&cfg, &fake(), &Quiet).unwrap();
+    assert_eq!((s.found, s.ok), (5, 0));
+    let rows = rows_of(&out.path().join("report.csv"));
+    let good = &rows["good"];
+    assert_eq!(good.status, Status::Failed);
+    assert!(good.error.contains("needs a DICOM case"), "{}", good.error);
+    assert!(!out.path().join("good.seg.dcm").exists());
+    // The other cases were still run.
+    assert_eq!(rows["water"].error, "fake: no air");
 }
