@@ -685,7 +685,10 @@ proptest! {
         bytes[254] = 0; // sform_code = 0
         std::fs::write(&p, &bytes).unwrap();
         let back = read_volume(&p).unwrap();
-        prop_assert!(back.geometry().approx_eq(&g, 1e-4), "{:?} vs {:?}", back.geometry(), g);
+        // The qform keeps only (b, c, d) in float32 and recovers a = sqrt(1 - b² - c² - d²):
+        // near a rotation of 180 degrees (a near 0) the direction is good to about
+        // sqrt(float32 epsilon), 3e-4, whoever writes it (nifti1_io and nibabel alike).
+        prop_assert!(back.geometry().approx_eq(&g, 1e-3), "{:?} vs {:?}", back.geometry(), g);
     }
 
     #[test]
