@@ -144,6 +144,26 @@ class ComboBox(Widget):
             self.emit("currentIndexChanged", index)
 
 
+class NodeComboBox(Widget):
+    """qMRMLNodeComboBox: the chosen node, set by the test as a user would pick it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nodeTypes = []
+        self.scene = None
+        self._node = None
+
+    def setMRMLScene(self, scene):
+        self.scene = scene
+
+    def currentNode(self):
+        return self._node
+
+    def setCurrentNode(self, node):
+        self._node = node
+        self.emit("currentNodeChanged", node)
+
+
 class Timer(Widget):
     def __init__(self, *args):
         super().__init__(*args)
@@ -304,6 +324,8 @@ def install(monkeypatch, slicer_module):
         ModificationModeRemove=logic.ModificationModeRemove,
         ModificationModeRemoveAll=logic.ModificationModeRemoveAll), raising=False)
     monkeypatch.setattr(slicer_module, "app", Widget(), raising=False)
+    monkeypatch.setattr(slicer_module, "qMRMLNodeComboBox", NodeComboBox, raising=False)
+    monkeypatch.setattr(slicer_module, "mrmlScene", getattr(slicer_module, "mrmlScene", None), raising=False)
     errors: List[str] = []
     monkeypatch.setattr(slicer_module.util, "errorDisplay", lambda text, *a, **k: errors.append(text))
     # No slice views here: record what the effect asks them to show.

@@ -163,6 +163,54 @@ def test_effect_reports_engine_errors(gui, monkeypatch, scene_volume, logic):
     assert effect.call is None and gui and "outside the reference extent" in gui[-1]
 
 
+def extreme_points(mask):
+    """For each axis and side, the voxel (k, j, i) of the mask's extreme slice nearest to
+    that slice's centre: the points a user places for Segment from boundary points."""
+    voxels = np.argwhere(mask)
+    out = []
+    for a in range(3):
+        for side in (voxels[:, a].min(), voxels[:, a].max()):
+            s = voxels[voxels[:, a] == side]
+            centre = s.mean(axis=0)
+            out.append(tuple(int(x) for x in s[np.argmin(((s - centre) ** 2).sum(axis=1))]))
+    return out
+
+
+def test_boundary_points_effect_reads_a_markups_point_list(gui, monkeypatch, scene_volume, expert, logic):
+    import slicer
+
+    scene, volume = scene_volume
+    world = ref.World(scene, volume, "effect boundary points")
+    world.select("lungs")
+    effect, scripted = make_effect(world, logic, monkeypatch)
+    names = [d for _, d in effect.effectCombo.items]
+    effect.effectCombo.currentIndex = names.index("Boundary points")
+    assert effect.pointListRow.visible and effect.applyButton.visible and not effect.pointLabel.visible
+
+    # Without a point list Apply says what is missing and calls nothing.
+    effect.onApply()
+    assert effect.call is None and gui and "choose a point list" in gui[-1]
+
+    # The six extreme points of the left lung, placed in world (RAS) coordinates.
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(ijk_to_ras)
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "left lung points")
+    truth = expert == 6
+    for k, j, i in extreme_points(truth):
+        ras = ijk_to_ras.MultiplyPoint((i, j, k, 1.0))[:3]
+        points.AddControlPoint(*ras)
+    effect.pointListSelector.setCurrentNode(points)
+    gui.clear()
+    effect.onApply()
+    run_until_idle(effect)
+    assert gui == [], gui
+    assert scripted.undo_states == 1
+    mask = world.mask("lungs") != 0
+    dice = 2 * np.count_nonzero(mask & truth) / (np.count_nonzero(mask) + np.count_nonzero(truth))
+    assert dice >= 0.975, dice
+    assert "volume_ml" in effect.resultLabel.text
+
+
 def test_preview_effect_initialize_auto_update_apply_and_cancel(gui, monkeypatch, scene_volume, expert, logic):
     scene, volume = scene_volume
     world = ref.World(scene, volume, "effect auto-complete")

@@ -51,6 +51,11 @@ pub struct ApplyArgs {
     /// repeatable.
     #[arg(long, value_name = "X,Y,Z")]
     point_lps: Vec<String>,
+    /// Points from a Slicer markups point list (`.mrk.json` or `.fcsv`, in the file's
+    /// coordinate system), after any `--point-lps`: the boundary points of
+    /// `boundary-points`.
+    #[arg(long, value_name = "FILE", conflicts_with = "point")]
+    points: Option<PathBuf>,
     /// Which other segments the edit may take voxels from.
     #[arg(long, value_enum, default_value = "all")]
     overwrite: Overwrite,
@@ -392,6 +397,14 @@ fn parse_points(args: &ApplyArgs, g: &Geometry, size: [usize; 3]) -> Result<Vec<
             .nearest_voxel_kji([v[0], v[1], v[2]], size)
             .map_err(|e| Error::InvalidArgument(format!("--point-lps {p}: {e}")))?;
         out.push(kji);
+    }
+    if let Some(file) = &args.points {
+        for v in io::markups::read_points_lps(file)? {
+            let kji = g
+                .nearest_voxel_kji(v, size)
+                .map_err(|e| Error::InvalidArgument(format!("{}: {e}", file.display())))?;
+            out.push(kji);
+        }
     }
     Ok(out)
 }

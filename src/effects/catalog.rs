@@ -36,6 +36,7 @@ pub static EFFECTS: &[&dyn Effect] = &[
     &super::watershed::Watershed,
     &super::fast_marching::FastMarching,
     &super::auto_lungs::AutoLungs,
+    &super::boundary_points::BoundaryPoints,
 ];
 
 /// The effects with their schemas, built once.

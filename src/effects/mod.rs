@@ -13,6 +13,7 @@
 pub mod auto_complete;
 pub mod auto_lungs;
 pub mod auto_threshold;
+pub mod boundary_points;
 pub mod catalog;
 pub mod fast_marching;
 pub mod fill_between_slices;

@@ -19,6 +19,8 @@ pub enum Input {
     SelectedSegment,
     VisibleSegments,
     Point,
+    /// Several positions at once (a markups point list: Segment from boundary points).
+    PointList,
 }
 
 /// The type of a parameter's value.

@@ -7,6 +7,7 @@
 mod atomic;
 pub mod dicom;
 pub mod gzip;
+pub mod markups;
 pub mod nifti;
 pub mod nrrd;
 pub mod snapshot;

@@ -894,6 +894,7 @@ fn effect_to_pb(e: &EffectSpec) -> pb::EffectInfo {
             Input::SelectedSegment => pb::EffectInput::SelectedSegment,
             Input::VisibleSegments => pb::EffectInput::VisibleSegments,
             Input::Point => pb::EffectInput::Point,
+            Input::PointList => pb::EffectInput::PointList,
         }) as i32
     };
     pb::EffectInfo {

@@ -16,7 +16,7 @@ This module is the one place where that happens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -198,6 +198,17 @@ def image_ijk_to_ras(image) -> np.ndarray:
 
 def is_empty_extent(extent: Sequence[int]) -> bool:
     return extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5]
+
+
+def world_points_to_ijk(points_ras, ijk_to_ras) -> List[Tuple[int, int, int]]:
+    """The nearest voxel index (i, j, k) of each RAS point, for an image whose IJK->RAS
+    matrix is `ijk_to_ras` (halves round up, as `floor(x + 0.5)`)."""
+    to_ijk = np.linalg.inv(np.asarray(ijk_to_ras, dtype=float))
+    out = []
+    for p in points_ras:
+        q = to_ijk @ np.array([float(p[0]), float(p[1]), float(p[2]), 1.0])
+        out.append(tuple(int(np.floor(q[a] + 0.5)) for a in range(3)))
+    return out
 
 
 def image_lattice(image) -> Tuple[Lattice, Tuple[int, int, int]]:

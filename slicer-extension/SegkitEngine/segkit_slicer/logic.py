@@ -35,11 +35,13 @@ import numpy as np
 from . import masks as mask_codec
 from .geometry import (
     Lattice,
+    image_ijk_to_ras,
     image_lattice,
     image_to_array,
     is_empty_extent,
     matrix_to_numpy,
     new_image,
+    world_points_to_ijk,
 )
 from .schema import effect_spec, find_effect, format_number
 
@@ -464,6 +466,27 @@ class EditorContext:
         return (node.GetID(), geometry), fingerprint
 
 
+def markups_points_ijk(markups_node, segmentation_node, reference_image) -> List[Tuple[int, int, int]]:
+    """The defined control points of a markups point list (in world coordinates) as voxel
+    indices (i, j, k) of the reference image, through the segmentation's parent transform.
+    Points still being placed or without a position are left out, as Slicer does."""
+    import vtk
+
+    points = []
+    for n in range(markups_node.GetNumberOfControlPoints()):
+        if markups_node.GetNthControlPointPositionStatus(n) != markups_node.PositionDefined:
+            continue
+        p = [0.0, 0.0, 0.0]
+        markups_node.GetNthControlPointPositionWorld(n, p)
+        points.append(p)
+    transform_node = segmentation_node.GetParentTransformNode()
+    if transform_node is not None:
+        from_world = vtk.vtkGeneralTransform()
+        transform_node.GetTransformFromWorld(from_world)
+        points = [from_world.TransformPoint(p) for p in points]
+    return world_points_to_ijk(points, image_ijk_to_ras(reference_image))
+
+
 def _image_to_world(image):
     import vtk
 
@@ -627,6 +650,9 @@ class EngineLogic:
         point = points[0] if points else None
         if point is None and spec.needs_point(merged):
             raise ValueError(f"{info.name} with these parameters needs a clicked point")
+        if point is None and spec.needs_point_list(merged):
+            raise ValueError(f"{info.name} needs points: place them in a markups point list "
+                             "and choose it")
 
         return PreparedEffect(
             effect=info.name, parameters=values, lattice=lattice, extent_start=tuple(start),

@@ -32,6 +32,8 @@ KNOWN_PARAMETER_TYPES = frozenset(_TYPES)
 NO_SEGMENT_TITLE = "(none)"
 
 INPUT_SOURCE_VOLUME, INPUT_SELECTED_SEGMENT, INPUT_VISIBLE_SEGMENTS, INPUT_POINT = 1, 2, 3, 4
+# Several positions from a markups point list (Segment from boundary points).
+INPUT_POINT_LIST = 5
 
 _SOURCE_MINIMUM, _SOURCE_MAXIMUM, _SOURCE_QUARTER_RANGE = 1, 2, 3
 
@@ -125,6 +127,9 @@ class EffectSpec:
 
     def needs_point(self, values: Mapping[str, str]) -> bool:
         return INPUT_POINT in self.inputs_for(values)
+
+    def needs_point_list(self, values: Mapping[str, str]) -> bool:
+        return INPUT_POINT_LIST in self.inputs_for(values)
 
     def needs_segments(self, values: Mapping[str, str]) -> bool:
         inputs = self.inputs_for(values)

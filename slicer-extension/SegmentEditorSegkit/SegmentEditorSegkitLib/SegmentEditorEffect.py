@@ -37,7 +37,7 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
 from segkit_slicer import schema
 from segkit_slicer.background import BackgroundCall
-from segkit_slicer.logic import EditorContext
+from segkit_slicer.logic import EditorContext, markups_points_ijk
 
 POLL_MS = 100
 AUTO_UPDATE_MS = 1000   # Slicer's auto-complete waits this long after a segment changes
@@ -167,6 +167,25 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.pointLabel = qt.QLabel("Left-click in a slice view to apply.")
         self.pointLabel.visible = False
         self.scriptedEffect.addOptionsWidget(self.pointLabel)
+
+        # Effects that take a point list (Segment from boundary points) read a markups
+        # point list's control points when Apply is clicked.
+        self.pointListSelector = slicer.qMRMLNodeComboBox()
+        self.pointListSelector.nodeTypes = ["vtkMRMLMarkupsFiducialNode"]
+        self.pointListSelector.addEnabled = True
+        self.pointListSelector.removeEnabled = False
+        self.pointListSelector.noneEnabled = True
+        self.pointListSelector.setMRMLScene(slicer.mrmlScene)
+        self.pointListSelector.setToolTip(
+            "The point list whose points the effect uses (for example the structure's extreme "
+            "points: most right, left, anterior, posterior, superior and inferior)")
+        self.pointListRow = qt.QFrame()
+        pointListLayout = qt.QHBoxLayout(self.pointListRow)
+        pointListLayout.setContentsMargins(0, 0, 0, 0)
+        pointListLayout.addWidget(qt.QLabel("Point list:"))
+        pointListLayout.addWidget(self.pointListSelector, 1)
+        self.pointListRow.visible = False
+        self.scriptedEffect.addOptionsWidget(self.pointListRow)
 
         previewRow = qt.QHBoxLayout()
         self.initializeButton = qt.QPushButton("Initialize")
@@ -643,6 +662,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             w.visible = shown
         needsPoint = self.spec.needs_point(values)
         self.pointLabel.visible = needsPoint
+        self.pointListRow.visible = self.spec.needs_point_list(values)
         self.applyButton.visible = not needsPoint
         self.updateButtons()
 
@@ -662,8 +682,12 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         try:
             logic = self.engineLogic()
             context = EffectContext(self.scriptedEffect)
-            prepared = logic.prepare(context, self.spec.name, self.spec.request_parameters(self.currentValues()),
-                                     pointIjk)
+            values = self.currentValues()
+            pointsIjk = None
+            if pointIjk is None and self.spec.needs_point_list(values):
+                pointsIjk = self.pointListIjk(context)
+            prepared = logic.prepare(context, self.spec.name, self.spec.request_parameters(values),
+                                     pointIjk, pointsIjk)
         except Exception as e:
             slicer.util.errorDisplay(f"{self.spec.title}: {e}")
             return
@@ -684,6 +708,16 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.resultLabel.text = text
 
         self.startCall(lambda report: logic.run(prepared, on_progress=report), onDone, f"{self.spec.title}: running...")
+
+    def pointListIjk(self, context):
+        """The chosen point list's defined points as indices of the reference geometry."""
+        node = self.pointListSelector.currentNode()
+        if node is None:
+            raise ValueError("choose a point list (place the structure's boundary points in one)")
+        points = markups_points_ijk(node, context.segmentation_node, context.reference_image())
+        if not points:
+            raise ValueError(f"the point list \"{node.GetName()}\" has no placed point")
+        return points
 
     def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
         if self.spec is None or not self.spec.needs_point(self.currentValues()):
