@@ -776,11 +776,13 @@ impl Prepared {
     }
 }
 
-/// An effect's error as a status: cancelled, not supported, or a bad request.
+/// An effect's error as a status: cancelled, not supported (UNIMPLEMENTED, as the README
+/// says), or a bad request.
 pub(super) fn effect_status(e: EffectError) -> Status {
     match e {
         EffectError::Cancelled => Status::cancelled("the effect was cancelled"),
         EffectError::Internal(m) => Status::internal(m),
+        e @ EffectError::Unsupported(_) => Status::unimplemented(e.to_string()),
         other => Status::invalid_argument(other.to_string()),
     }
 }

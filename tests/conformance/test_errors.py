@@ -316,3 +316,18 @@ def test_upload_cancelled_by_the_client(stub, pb, engine):
 def test_the_engine_still_serves(engine):
     """After all the refused requests the engine answers GetEngineInfo."""
     engine.assert_serving("at the end of the error cases")
+
+
+def test_not_supported_is_unimplemented(stub, pb, volume, expect_error):
+    """A case the effect does not implement (Local threshold's GrowCut algorithm in segkit)
+    is UNIMPLEMENTED with "not supported", not a bad request. An engine that implements it
+    answers it instead."""
+    s = cl.segment(pb, "sel", cl.islands_segment(), LATTICE)
+    req = _req(pb, volume, effect="Local Threshold", segments=[s], selected_segment_id="sel",
+               parameters={"SegmentationAlgorithm": "GrowCut"})
+    req.point.ijk.i, req.point.ijk.j, req.point.ijk.k = 1, 1, 1
+    try:
+        stub.ApplyEffect(req, timeout=30)
+    except grpc.RpcError as e:
+        assert "not supported" in e.details(), (e.code(), e.details())
+        assert e.code() == grpc.StatusCode.UNIMPLEMENTED, (e.code(), e.details())
