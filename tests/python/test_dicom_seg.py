@@ -338,3 +338,39 @@ def test_dciodvfy_finds_no_error(segkit, lung_ct, dcmqi, lung_labels, tmp_path):
         copied = ("(0x0010,0x0010) PN Patient's Name", "needed to build DICOMDIR - Study ID")
         warnings = [ln for ln in report.splitlines() if ln.startswith("Warning") and not any(c in ln for c in copied)]
         assert not warnings, report
+
+
+# ----------------------------------------------------------------------------- batch
+
+
+def test_batch_writes_a_dicom_seg_per_dicom_case(segkit, data, lung_ct, tmp_path):
+    """`segkit batch --format dicom-seg`: the lungs of a DICOM case as a SEG that pydicom
+    and highdicom read back with the voxels `segkit lungs` writes as a label map, two
+    segments named and coded as lungs, referencing every CT slice; a volume-file case in the
+    same folder fails with the reason and the batch goes on."""
+    cases = tmp_path / "cases"
+    shutil.copytree(lung_ct, cases / "Lung_Dx-A0002")
+    shutil.copy(data / "slicerio" / "slicerio" / "data" / "CTChest4.nrrd", cases / "chest.nrrd")
+    out = tmp_path / "out"
+    proc = segkit("batch", cases, "-o", out, "--format", "dicom-seg", check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = (out / "report.csv").read_text()
+    assert "needs a DICOM case" in report, report
+    seg_path = out / "Lung_Dx-A0002.seg.dcm"
+    assert seg_path.is_file(), sorted(p.name for p in out.iterdir())
+
+    labels_path = tmp_path / "lungs-label.nrrd"
+    segkit("lungs", lung_ct, "-o", labels_path)
+    labels, header = nrrd.read(str(labels_path), index_order="C")
+    origin, steps = lattice(header)
+    ct = ct_series(lung_ct)
+    ds = pydicom.dcmread(str(seg_path))
+    check_header(ds, ct)
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == ["right lung", "left lung"]
+    assert [s.SegmentedPropertyTypeCodeSequence[0].CodeMeaning for s in ds.SegmentSequence] == ["Lung", "Lung"]
+    masks = masks_from_positions(ds, labels.shape, origin, steps)
+    got = by_source_instance(seg_path, ct, [1, 2])
+    for v in (1, 2):
+        assert (labels == v).sum() > 100000
+        np.testing.assert_array_equal(masks[v], labels == v, err_msg=f"lung {v} (pydicom)")
+        np.testing.assert_array_equal(got[..., v - 1].astype(bool), labels == v, err_msg=f"lung {v} (highdicom)")
