@@ -76,8 +76,17 @@ class SegkitEngineLogic(ScriptedLoadableModuleLogic):
     def setSetting(key, value):
         qt.QSettings().setValue(key, value)
 
-    def address(self):
+    def configuredAddress(self):
+        """The address the user set (kept in the settings)."""
         return self.setting(SETTINGS_ADDRESS, DEFAULT_ADDRESS)
+
+    def address(self):
+        """Where calls go: the local engine while it runs (its port is new on every start and
+        is never saved), else the configured address."""
+        engine = self.localEngine
+        if engine is not None and engine.running and engine.address:
+            return engine.address
+        return self.configuredAddress()
 
     def token(self):
         return self.setting(SETTINGS_TOKEN) or None
@@ -133,7 +142,7 @@ class SegkitEngineWidget(ScriptedLoadableModuleWidget):
 
         box = qt.QGroupBox("Engine")
         form = qt.QFormLayout(box)
-        self.addressEdit = qt.QLineEdit(self.logic.address())
+        self.addressEdit = qt.QLineEdit(self.logic.configuredAddress())
         self.addressEdit.setToolTip("host:port of a running engine (segkit serve --listen host:port)")
         form.addRow("Address:", self.addressEdit)
         self.tokenEdit = qt.QLineEdit(self.logic.token() or "")
@@ -226,9 +235,10 @@ class SegkitEngineWidget(ScriptedLoadableModuleWidget):
 
     def _checkStarted(self, engine):
         if engine.address:
+            # The local engine's address is used while it runs; the configured address
+            # stays in the settings for the next session.
             self._startPoll.stop()
-            self.addressEdit.text = engine.address
-            self.onSettingsChanged()
+            self.statusLabel.text = f"local engine at {engine.address}: checking..."
             self.updateButtons()
         elif not engine.running:
             self._startPoll.stop()

@@ -251,9 +251,13 @@ class ScriptedEffect:
         self.options: List = []
         self.undo_states = 0
         self.calls: List[tuple] = []   # (service, segment id, mode, bypassMasking)
+        self.missing_parameters: List[str] = []   # read before being defined
 
     # parameters (Slicer prefixes them with the effect name; not needed here)
     def parameter(self, name):
+        # Slicer logs "Parameter named <name> cannot be found" for an undefined parameter.
+        if name not in self.parameters:
+            self.missing_parameters.append(name)
         return self.parameters.get(name, "")
 
     def parameterDefined(self, name):
@@ -263,7 +267,9 @@ class ScriptedEffect:
         self.parameters[name] = str(value)
 
     def setParameterDefault(self, name, value):
-        self.parameters.setdefault(name, str(value))
+        # Slicer stores no attribute for an empty value: the parameter stays undefined.
+        if str(value) != "":
+            self.parameters.setdefault(name, str(value))
 
     def addOptionsWidget(self, widget):
         self.options.append(widget)

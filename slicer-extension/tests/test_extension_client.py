@@ -183,6 +183,35 @@ def test_local_engine_reports_a_failed_start(segkit_bin):
     assert find_segkit_binary("/nonexistent/segkit") is None
 
 
+def test_the_binary_is_found_beside_the_extension_and_started_with_slicers_environment(
+        segkit_bin, tmp_path, monkeypatch):
+    import slicer
+    from segkit_slicer import process
+
+    # Not on PATH: the copy shipped beside the extension is found, before PATH.
+    shipped = tmp_path / "bin" / "segkit"
+    shipped.parent.mkdir()
+    shipped.symlink_to(segkit_bin)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert process.find_segkit_binary(None, beside=(tmp_path / "nothing", shipped)) == str(shipped)
+    assert process.find_segkit_binary(None, beside=(tmp_path / "nothing",)) is None
+    # The default places: <extension>/bin and this repository's target/release.
+    assert [p.parts[-2:] for p in process.BESIDE_EXTENSION] == [("bin", "segkit"), ("release", "segkit")]
+
+    # Slicer's startup environment, not the launcher's, reaches the engine.
+    startup = {"PATH": "/usr/bin:/bin", "SEGKIT_MARK": "startup"}
+    monkeypatch.setattr(slicer.util, "startupEnvironment", lambda: dict(startup), raising=False)
+    monkeypatch.setenv("SEGKIT_MARK", "launcher")
+    env = process.startup_environment()
+    assert env["SEGKIT_MARK"] == "startup"
+    engine = process.LocalEngine(str(shipped)).start()
+    try:
+        engine.wait_ready(timeout_s=30)
+        assert engine.address.startswith("127.0.0.1:")
+    finally:
+        engine.stop()
+
+
 @pytest.mark.parametrize("dtype", ["int16", "uint8", "float32", "float64", "int64"])
 def test_download_gives_back_the_uploaded_voxels(engine, dtype):
     """DownloadVolume: the same voxels, type and lattice as uploaded, over several chunks."""

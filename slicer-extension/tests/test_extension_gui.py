@@ -54,6 +54,7 @@ def make_effect(world, logic, monkeypatch):
     effect.setMRMLDefaults()
     effect.activate()
     run_until_idle(effect)
+    assert scripted.missing_parameters == [], "Slicer would log 'Parameter named ... cannot be found'"
     return effect, scripted
 
 
@@ -161,6 +162,81 @@ def test_effect_reports_engine_errors(gui, monkeypatch, scene_volume, logic):
     assert effect.processInteractionEvents(Interactor(), vtk.vtkCommand.LeftButtonPressEvent,
                                            SliceView((1000, 0, 0)))
     assert effect.call is None and gui and "outside the reference extent" in gui[-1]
+
+
+def test_a_result_is_dropped_when_the_state_changed_meanwhile(gui, monkeypatch, scene_volume, expert, logic):
+    """A result lands only on the state it was computed for: painting during the call, or
+    deactivating the effect, drops it (the segmentation keeps only the user's edit)."""
+    scene, volume = scene_volume
+    world = ref.World(scene, volume, "effect stale results")
+    world.select("lungs")
+    effect, scripted = make_effect(world, logic, monkeypatch)
+    effect.rows["MinimumThreshold"][1].value = -1024
+    effect.rows["MaximumThreshold"][1].value = -500
+
+    effect.onApply()
+    assert effect.call is not None
+    edit = np.zeros(expert.shape, dtype=np.uint8)
+    edit[5, 60:70, 60:70] = 1
+    world.paint("lungs", edit)           # the user paints while the engine works
+    run_until_idle(effect)
+    assert gui == [] and effect.resultLabel.text.startswith("Result dropped")
+    assert np.array_equal(world.mask("lungs") != 0, edit != 0)
+    assert scripted.undo_states == 0
+
+    effect.onApply()
+    assert effect.call is not None
+    effect.deactivate()                  # another effect is chosen: the call is cancelled
+    run_until_idle(effect)
+    # Cancelled in time, or finished just before: never applied.
+    assert effect.resultLabel.text.startswith(("Result dropped", "Cancelled")), effect.resultLabel.text
+    assert np.array_equal(world.mask("lungs") != 0, edit != 0)
+
+    effect.activate()                    # back again: Apply works as before
+    run_until_idle(effect)
+    effect.onApply()
+    run_until_idle(effect)
+    assert effect.resultLabel.text.startswith("Done in"), effect.resultLabel.text
+    assert scripted.undo_states == 1
+    assert (world.mask("lungs") != 0).sum() > 100000
+
+
+def test_a_new_engine_is_listed_off_the_gui_thread_before_anything_runs(gui, monkeypatch, scene_volume, engine,
+                                                                        logic):
+    """After the address or token changes the module makes a new EngineLogic; its first
+    call may wait for a connection, so Apply lists the new engine's effects on the worker
+    thread instead of asking for them on the GUI thread, and the next Apply runs."""
+    import threading
+
+    from segkit_slicer.logic import EngineLogic
+
+    scene, volume = scene_volume
+    world = ref.World(scene, volume, "effect new engine")
+    world.select("lungs")
+    effect, scripted = make_effect(world, logic, monkeypatch)
+
+    listed_on = []
+
+    class Recording(EngineLogic):
+        def effects(self, refresh=False):
+            if self._effects is None or refresh:      # a call to the engine
+                listed_on.append(threading.current_thread() is threading.main_thread())
+            return super().effects(refresh)
+
+    other = Recording(engine.address)
+    try:
+        monkeypatch.setattr(effect, "engineLogic", lambda: other)
+        effect.onApply()
+        assert effect.resultLabel.text.startswith("The engine changed")
+        run_until_idle(effect)
+        assert listed_on == [False], listed_on      # asked once, on the worker thread
+        assert effect.listedBy is other and scripted.undo_states == 0
+        effect.onApply()
+        run_until_idle(effect)
+        assert gui == [] and effect.resultLabel.text.startswith("Done in"), effect.resultLabel.text
+        assert listed_on == [False]                  # prepare used the list it had
+    finally:
+        other.close()
 
 
 def extreme_points(mask):
@@ -281,6 +357,7 @@ def test_module_starts_a_local_engine_and_shows_health(gui, monkeypatch, segkit_
     module = importlib.import_module("SegkitEngine")
     monkeypatch.setattr(module.SegkitEngineLogic, "_shared", None)
     fake.Settings.store[module.SETTINGS_BINARY] = str(segkit_bin)
+    fake.Settings.store[module.SETTINGS_ADDRESS] = "10.1.2.3:6000"   # the user's remote engine
     widget = module.SegkitEngineWidget(types.SimpleNamespace())
     widget.setup()
     try:
@@ -289,8 +366,10 @@ def test_module_starts_a_local_engine_and_shows_health(gui, monkeypatch, segkit_
         assert engine is not None
         engine.wait_ready()
         widget._startPoll.fire()
-        assert widget.addressEdit.text == engine.address
-        assert fake.Settings.store[module.SETTINGS_ADDRESS] == engine.address
+        # Calls go to the local engine while it runs; the configured address is kept.
+        assert widget.logic.address() == engine.address
+        assert widget.addressEdit.text == "10.1.2.3:6000"
+        assert fake.Settings.store[module.SETTINGS_ADDRESS] == "10.1.2.3:6000"
         assert widget.stopButton.enabled and not widget.startButton.enabled
         widget.pollHealth()                  # starts the check on a worker thread
         widget._healthCall.wait(10)
@@ -300,6 +379,7 @@ def test_module_starts_a_local_engine_and_shows_health(gui, monkeypatch, segkit_
     finally:
         widget.onStop()
     assert widget.logic.localEngine is None and widget.startButton.enabled
+    assert widget.logic.address() == "10.1.2.3:6000"
 
 
 # ---------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ def requirements() -> List[str]:
     protobuf_version = _generated_version("engine_pb2.py", r"Protobuf Python Version: ([\d.]+)")
     return [
         f"grpcio>={grpc_version}" if grpc_version else "grpcio",
-        "grpcio-health-checking",
+        f"grpcio-health-checking>={grpc_version}" if grpc_version else "grpcio-health-checking",
         f"protobuf>={protobuf_version}" if protobuf_version else "protobuf",
     ]
 

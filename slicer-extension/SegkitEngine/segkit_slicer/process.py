@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 _LISTENING = re.compile(r"listening on (\S+)")
@@ -25,14 +26,48 @@ _LISTENING = re.compile(r"listening on (\S+)")
 _STDERR_LINES = 50
 
 
-def find_segkit_binary(configured: Optional[str] = None) -> Optional[str]:
-    """The `segkit` binary: `configured` when it is a file, else `segkit` on PATH."""
+_EXE = "segkit.exe" if os.name == "nt" else "segkit"
+# Beside the extension: an installed extension's `bin/` (the package is in
+# `<extension>/SegkitEngine/segkit_slicer`), or a build of this repository.
+_PACKAGE = Path(__file__).resolve().parent
+BESIDE_EXTENSION = (
+    _PACKAGE.parents[1] / "bin" / _EXE,
+    _PACKAGE.parents[2] / "target" / "release" / _EXE,
+)
+
+
+def find_segkit_binary(configured: Optional[str] = None,
+                       beside: Sequence[Path] = BESIDE_EXTENSION) -> Optional[str]:
+    """The `segkit` binary: `configured` (the module's setting) when given and it is an
+    executable file (else None: a wrong setting is reported, not silently replaced); else
+    the first executable of `beside` (shipped with the extension, or built in this
+    repository); else `segkit` on PATH."""
     if configured:
         path = os.path.expanduser(configured)
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
         return None
+    for path in beside:
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
     return shutil.which("segkit")
+
+
+def startup_environment() -> dict:
+    """The environment for a child process of Slicer: Slicer's environment before its
+    launcher changed it (`slicer.util.startupEnvironment()`, Slicer >= 5.0), so the engine
+    does not inherit Slicer's library paths and Python settings; `os.environ` elsewhere."""
+    try:
+        import slicer
+
+        get = getattr(slicer.util, "startupEnvironment", None)
+        if get is not None:
+            env = get()
+            if env:
+                return dict(env)
+    except Exception:
+        pass
+    return dict(os.environ)
 
 
 class EngineStartError(RuntimeError):
@@ -73,7 +108,7 @@ class LocalEngine:
         """Starts the process and returns at once; poll `address` or call `wait_ready`."""
         if self.running:
             return self
-        env = dict(os.environ)
+        env = startup_environment()
         env.pop("SEGKIT_TOKEN", None)
         if self.token:
             env["SEGKIT_TOKEN"] = self.token
@@ -81,9 +116,11 @@ class LocalEngine:
         self._ready.clear()
         self._stderr.clear()
         try:
+            # No console window on Windows.
+            flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
             self.process = subprocess.Popen(
                 self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                env=env, text=True, bufsize=1)
+                env=env, text=True, bufsize=1, creationflags=flags)
         except OSError as e:
             raise EngineStartError(f"cannot run {self.binary}: {e}") from None
         threading.Thread(target=self._read_stdout, args=(self.process,), daemon=True).start()

@@ -42,6 +42,7 @@ from segkit_slicer.logic import EditorContext, markups_points_ijk
 POLL_MS = 100
 AUTO_UPDATE_MS = 1000   # Slicer's auto-complete waits this long after a segment changes
 ENGINE_EFFECT = "EngineEffect"   # parameter: the engine effect shown
+DEFAULT_ENGINE_EFFECT = "Threshold"
 
 
 class EffectContext(EditorContext):
@@ -105,12 +106,16 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         scriptedEffect.requireSegments = True
         AbstractScriptedSegmentEditorEffect.__init__(self, scriptedEffect)
         self.effectInfos = []
+        self.listedBy = None      # the EngineLogic that listed effectInfos
         self.spec = None
         self.rows = {}            # parameter name -> (label, widget)
         self.call = None          # BackgroundCall in flight
         self.onCallDone = None
         self.sourceRange = None
         self.observedSegmentation = None   # (node, [observer tags])
+        self.segmentationEdits = 0  # segment changes seen while active (see resultStamp)
+        self.activations = 0        # deactivations so far (see resultStamp)
+        self.callActivation = 0
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_MS)
         self.timer.connect("timeout()", self.pollCall)
@@ -230,8 +235,28 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.refreshEffects()
 
     def deactivate(self):
-        # A call in flight keeps running; its result is applied when it arrives.
+        # A call in flight is cancelled and its result dropped (resultStamp changes): it
+        # would land over whatever the user does with other effects meanwhile.
+        self.activations += 1
+        if self.call is not None:
+            try:
+                self.engineLogic().client.cancel()
+            except Exception as e:
+                logging.warning("Segkit: cancel failed: %s", e)
         self.observeSegmentation(stop=True)
+
+    def resultStamp(self):
+        """What a result is computed for: this activation of the effect, the segmentation,
+        selected segment and source volume, and the segmentation's edits so far. A result
+        whose stamp no longer matches is dropped instead of applied."""
+        node = self.scriptedEffect.parameterSetNode()
+        if node is None:
+            return (self.activations,)
+        seg = node.GetSegmentationNode()
+        getSource = getattr(node, "GetSourceVolumeNode", None) or node.GetMasterVolumeNode
+        source = getSource()
+        return (self.activations, seg.GetID() if seg is not None else None, node.GetSelectedSegmentID(),
+                source.GetID() if source is not None else None, self.segmentationEdits)
 
     # -- segments of SEGMENT parameters -----------------------------------------------------
 
@@ -271,6 +296,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.observedSegmentation = (wanted, tags)
 
     def onSegmentsChanged(self, *unused):
+        self.segmentationEdits += 1
         self.updateSegmentSelectors()
         self.scheduleAutoUpdate()
 
@@ -301,7 +327,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 self.scriptedEffect.setParameter(key, value)
 
     def setMRMLDefaults(self):
-        self.scriptedEffect.setParameterDefault(ENGINE_EFFECT, "")
+        # Not "": Slicer stores nothing for an empty value and then logs "Parameter named
+        # EngineEffect cannot be found" on first use. An engine without Threshold shows its
+        # first effect instead.
+        self.scriptedEffect.setParameterDefault(ENGINE_EFFECT, DEFAULT_ENGINE_EFFECT)
 
     # -- the engine ---------------------------------------------------------------------------
 
@@ -310,8 +339,21 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
         return SegkitEngineLogic.shared().engineLogic()
 
+    def listedEngineLogic(self):
+        """The engine logic whose effects the panel shows, or None when the engine changed
+        since (another address or token): then its effects are listed again off the GUI
+        thread (a first call to a new engine can wait for its connection) and the user
+        applies again once they are shown."""
+        logic = self.engineLogic()
+        if logic is self.listedBy:
+            return logic
+        self.refreshEffects()
+        self.resultLabel.text = "The engine changed: listing its effects. Apply again when they are shown."
+        return None
+
     def startCall(self, function, onDone, busyText):
         self.call = BackgroundCall(function).start()
+        self.callActivation = self.activations
         self.onCallDone = onDone
         self.resultLabel.text = busyText
         self.updateButtons()
@@ -333,6 +375,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         try:
             outcome = call.outcome()
         except Exception as e:
+            if self.callActivation != self.activations:
+                self.resultLabel.text = "Cancelled: the effect was deactivated while the engine worked."
+                return
             logging.error("Segkit: %s", e)
             self.resultLabel.text = f"Failed: {e}"
             if self.preview is not None and self.preview.stale:
@@ -372,7 +417,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         from segkit_slicer.preview import PreviewController
 
         try:
-            logic = self.engineLogic()
+            logic = self.listedEngineLogic()
+            if logic is None:
+                return
             context = EffectContext(self.scriptedEffect)
             controller = PreviewController(logic, context, self.spec.name,
                                            self.spec.request_parameters(self.currentValues()))
@@ -475,10 +522,12 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.engineLabel.text = f"Engine: {e}"
             return
         self.engineLabel.text = f"Engine: {logic.client.address} (asking for its effects...)"
-        self.startCall(lambda report: logic.effects(refresh=True), self.onEffectsListed, "")
+        self.startCall(lambda report: logic.effects(refresh=True),
+                       lambda infos: self.onEffectsListed(infos, logic), "")
 
-    def onEffectsListed(self, effectInfos):
+    def onEffectsListed(self, effectInfos, logic=None):
         self.effectInfos = list(effectInfos)
+        self.listedBy = logic
         address = self.engineLogic().client.address
         self.engineLabel.text = f"Engine: {address}, {len(self.effectInfos)} effects"
         wanted = self.scriptedEffect.parameter(ENGINE_EFFECT)
@@ -680,7 +729,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         if not self.scriptedEffect.confirmCurrentSegmentVisible():
             return
         try:
-            logic = self.engineLogic()
+            logic = self.listedEngineLogic()
+            if logic is None:
+                return
             context = EffectContext(self.scriptedEffect)
             values = self.currentValues()
             pointsIjk = None
@@ -688,11 +739,17 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 pointsIjk = self.pointListIjk(context)
             prepared = logic.prepare(context, self.spec.name, self.spec.request_parameters(values),
                                      pointIjk, pointsIjk)
+            stamp = self.resultStamp()
         except Exception as e:
             slicer.util.errorDisplay(f"{self.spec.title}: {e}")
             return
 
         def onDone(result):
+            if self.resultStamp() != stamp:
+                self.resultLabel.text = ("Result dropped: the segmentation, the selected segment or the source "
+                                         "volume changed while the engine worked. Apply again.")
+                logging.info("Segkit: %s result dropped (state changed since it was requested)", self.spec.title)
+                return
             try:
                 logic.commit(context, result)
             except Exception as e:
