@@ -2,13 +2,14 @@
 
 Issue 7 asks that cancelling a running computation stops it within 100 ms. This starts
 `segkit serve` (release binary), opens a 512x512x300 CT by path (make it with
-`benches/make_ct300.py OUT`), starts Grow from seeds (two seed cubes: the slowest effect)
+`benches/make_ct300.py OUT`), starts Grow from seeds (or `--effect Watershed`; two seed
+cubes, one in opposite corners so the working box is the whole volume)
 with ApplyEffectStream, cancels the call after a delay, and measures the time from the
 cancel until the engine reports no effect running (`GetEngineInfo.effects_running`, polled
 every 2 ms): that is the work the engine still did. One uncancelled run gives the full
 compute time for scale.
 
-Usage: .venv/bin/python benches/bench_cancel.py CT_DIR [--repeat 10] [--segkit target/release/segkit]
+Usage: .venv/bin/python benches/bench_cancel.py CT_DIR [--repeat 10] [--effect Watershed] [--segkit target/release/segkit]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("ct", type=Path)
     ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--effect", default="Grow from seeds", help="Grow from seeds or Watershed (two seed segments)")
     ap.add_argument("--segkit", type=Path, default=REPO / "target" / "release" / "segkit")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="segkit-cancel-"))
@@ -51,7 +53,7 @@ def main() -> int:
         outside[1:4, 1:4, 1:4] = 1
         outside[nk - 4:nk - 1, nj - 4:nj - 1, ni - 4:ni - 1] = 1
         req = pb.ApplyEffectRequest(
-            effect="Grow from seeds", volume_id=ref.volume_id, selected_segment_id="a",
+            effect=a.effect, volume_id=ref.volume_id, selected_segment_id="a",
             segments=[cl.segment(pb, "a", inside, lattice), cl.segment(pb, "b", outside, lattice)])
 
         def running():
@@ -60,7 +62,7 @@ def main() -> int:
         t = time.monotonic()
         result = stub.ApplyEffect(req, timeout=600)
         full = time.monotonic() - t
-        print(f"Grow from seeds on {ni}x{nj}x{nk}: {full:.2f} s uncancelled "
+        print(f"{a.effect} on {ni}x{nj}x{nk}: {full:.2f} s uncancelled "
               f"(engine compute {result.compute_seconds:.2f} s)")
         latencies = []
         for n in range(a.repeat):
