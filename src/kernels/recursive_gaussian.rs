@@ -407,12 +407,17 @@ fn check_axis(shape: (usize, usize, usize), axis: usize) -> Result<usize, Effect
 
 /// One pass along `axis` (0 = k, 1 = j, 2 = i) from `input` into `out`; `input` `None`
 /// filters `out` in place.
+/// One filtering pass along `axis`, plane by plane in parallel; with a `control`, planes
+/// not started when the request is cancelled are skipped and the pass answers Cancelled
+/// (a pass over a large CT takes a good part of a second: cancelling must not wait for it).
 fn pass<T: Scalar>(
     input: Option<ArrayView3<T>>,
     out: &mut Array3<f32>,
     axis: usize,
     c: &Coefficients,
+    control: Option<&Control>,
 ) -> Result<(), EffectError> {
+    let cancelled = || control.is_some_and(Control::is_cancelled);
     let ln = check_axis(out.dim(), axis)?;
     // Planes handed out to the workers, and the plane axis along which the lines run.
     let (outer, line_axis) = match axis {
@@ -427,7 +432,11 @@ fn pass<T: Scalar>(
                 .zip(inp.axis_iter(Axis(outer)).into_par_iter())
                 .for_each_init(
                     || Lanes::new(ln),
-                    |buf, (o, i)| filter_plane(Some(i), o, line_axis, c, buf),
+                    |buf, (o, i)| {
+                        if !cancelled() {
+                            filter_plane(Some(i), o, line_axis, c, buf)
+                        }
+                    },
                 );
         }
         None => {
@@ -435,11 +444,18 @@ fn pass<T: Scalar>(
                 .into_par_iter()
                 .for_each_init(
                     || Lanes::new(ln),
-                    |buf, o| filter_plane::<f32>(None, o, line_axis, c, buf),
+                    |buf, o| {
+                        if !cancelled() {
+                            filter_plane::<f32>(None, o, line_axis, c, buf)
+                        }
+                    },
                 );
         }
     }
-    Ok(())
+    match control {
+        Some(control) => control.check(),
+        None => Ok(()),
+    }
 }
 
 /// Smoothing (or first derivative, per voxel) of `input` along `axis` (0 = k, 1 = j,
@@ -458,7 +474,7 @@ pub fn smooth_axis<T: Scalar>(
 ) -> Result<Array3<f32>, EffectError> {
     let c = Coefficients::new(sigma_mm, spacing_mm, order)?;
     let mut out = Array3::<f32>::zeros(input.dim());
-    pass(Some(input), &mut out, axis, &c)?;
+    pass(Some(input), &mut out, axis, &c, None)?;
     Ok(out)
 }
 
@@ -492,10 +508,16 @@ pub fn gradient_magnitude<T: Scalar>(
     let mut work = Array3::<f32>::zeros(shape);
     for dim in 0..3 {
         control.check()?;
-        pass(Some(input), &mut work, 2 - dim, &derivative[dim])?;
+        pass(
+            Some(input),
+            &mut work,
+            2 - dim,
+            &derivative[dim],
+            Some(control),
+        )?;
         for other in (0..3).filter(|&o| o != dim) {
             control.check()?;
-            pass::<f32>(None, &mut work, 2 - other, &smooth[other])?;
+            pass::<f32>(None, &mut work, 2 - other, &smooth[other], Some(control))?;
         }
         let spacing = spacing_ijk[dim];
         Zip::from(&mut acc).and(&work).par_for_each(|a, &g| {
