@@ -29,7 +29,8 @@
 //!
 //! Ties and borders are GrowCut's. Voxels outside the box are never part of the result.
 
-use crate::effects::{Control, EffectError};
+use crate::effects::{check_point, Control, EffectError};
+use crate::kernels::components::enclosed;
 use crate::kernels::growcut::GrowCut;
 use crate::volume::{AnyVolume, Scalar};
 use crate::with_volume;
@@ -107,14 +108,8 @@ pub fn segment_from_boundary_points(
             ),
         });
     }
-    for p in points_kji {
-        if (0..3).any(|a| p[a] >= dims[a]) {
-            return Err(EffectError::Input(format!(
-                "boundary point (i, j, k) = ({}, {}, {}) is outside the image of {} x {} x {} \
-                 voxels",
-                p[2], p[1], p[0], dims[2], dims[1], dims[0]
-            )));
-        }
+    for &p in points_kji {
+        check_point(p, shape)?;
     }
     let mut distinct = points_kji.to_vec();
     distinct.sort_unstable();
@@ -282,46 +277,8 @@ fn fill_holes_in_slices(mask: &mut Array3<u8>) {
     let mut filled = mask.clone();
     for axis in 0..3 {
         for (n, slice) in mask.axis_iter(ndarray::Axis(axis)).enumerate() {
-            let (nr, nc) = slice.dim();
-            let mut outside = ndarray::Array2::<bool>::from_elem((nr, nc), false);
-            let mut stack = Vec::new();
-            for r in 0..nr {
-                for c in 0..nc {
-                    if (r == 0 || c == 0 || r == nr - 1 || c == nc - 1) && slice[[r, c]] == 0 {
-                        outside[[r, c]] = true;
-                        stack.push((r, c));
-                    }
-                }
-            }
-            while let Some((r, c)) = stack.pop() {
-                let mut visit = |r: usize, c: usize| {
-                    if slice[[r, c]] == 0 && !outside[[r, c]] {
-                        outside[[r, c]] = true;
-                        stack.push((r, c));
-                    }
-                };
-                if r > 0 {
-                    visit(r - 1, c);
-                }
-                if r + 1 < nr {
-                    visit(r + 1, c);
-                }
-                if c > 0 {
-                    visit(r, c - 1);
-                }
-                if c + 1 < nc {
-                    visit(r, c + 1);
-                }
-            }
-            let mut target = filled.index_axis_mut(ndarray::Axis(axis), n);
-            ndarray::Zip::from(&mut target)
-                .and(&slice)
-                .and(&outside)
-                .for_each(|t, &m, &o| {
-                    if m == 0 && !o {
-                        *t = 1;
-                    }
-                });
+            let holes = enclosed(slice.insert_axis(ndarray::Axis(0)), |&v| v == 0);
+            holes.paint_into(&mut filled.index_axis_mut(ndarray::Axis(axis), n), 1);
         }
     }
     *mask = filled;
@@ -421,7 +378,7 @@ mod tests {
         let err = segment_from_boundary_points(&v, &[[1, 1, 1], [40, 1, 1]], &o, &c)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("outside the image"), "{err}");
+        assert!(err.contains("is outside the volume"), "{err}");
         let err = segment_from_boundary_points(&v, &[[0, 0, 0], [31, 31, 31]], &o, &c)
             .unwrap_err()
             .to_string();

@@ -61,7 +61,7 @@
 
 use crate::effects::{Control, EffectError};
 use crate::kernels::bbox::nonzero_box;
-use crate::kernels::components::{label_runs, Components, Connectivity};
+use crate::kernels::components::{enclosed, label_runs, Components, Connectivity};
 use crate::kernels::distance::{squared_distance, DistanceError};
 use crate::volume::{AnyVolume, Labelmap, Scalar, Segment, Segmentation, Volume};
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Zip};
@@ -504,45 +504,6 @@ impl Histogram {
 fn inside_air(hu: ArrayView2<i16>, below_hu: i16, mut out: ArrayViewMut2<u8>) {
     let inside = enclosed(hu.insert_axis(Axis(0)), |&v| v < below_hu);
     inside.paint_into(&mut out, 1);
-}
-
-/// The 4-connected regions of one slice (given as a 1-slice 3-D view) where
-/// `is_foreground` holds that do not touch the slice's border, as runs.
-fn enclosed<T>(slice: ArrayView3<T>, is_foreground: impl Fn(&T) -> bool) -> Enclosed {
-    let c = label_runs(slice, is_foreground, Connectivity::Faces6);
-    let (_, nr, nc) = c.shape;
-    let mut touches = vec![false; c.sizes.len()];
-    for run in &c.runs {
-        let row = run.start / nc;
-        let first = run.start % nc;
-        if row == 0 || row + 1 == nr || first == 0 || first + run.len as usize == nc {
-            touches[run.label as usize - 1] = true;
-        }
-    }
-    Enclosed {
-        runs: c
-            .runs
-            .iter()
-            .filter(|r| !touches[r.label as usize - 1])
-            .map(|r| (r.start, r.len as usize))
-            .collect(),
-        columns: nc,
-    }
-}
-
-/// Runs `(start, length)` of a slice in raster order.
-struct Enclosed {
-    runs: Vec<(usize, usize)>,
-    columns: usize,
-}
-
-impl Enclosed {
-    fn paint_into<T: Copy>(&self, out: &mut ArrayViewMut2<T>, value: T) {
-        for &(start, len) in &self.runs {
-            let (row, first) = (start / self.columns, start % self.columns);
-            out.slice_mut(s![row, first..first + len]).fill(value);
-        }
-    }
 }
 
 /// Fills the holes of labels 1 and 2 in one slice: background pixels not 4-connected

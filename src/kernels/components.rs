@@ -27,7 +27,7 @@
 //! assert_eq!(label_runs(m.view(), |&v| v != 0, Connectivity::Corners26).sizes.len(), 1);
 //! ```
 
-use ndarray::{Array3, ArrayView3};
+use ndarray::{s, Array3, ArrayView3, ArrayViewMut2};
 
 /// Which neighbours touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -235,6 +235,45 @@ fn union(parent: &mut [u32], a: u32, b: u32) {
         // The earlier run stays the root, so roots are first appearances.
         let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
         parent[hi as usize] = lo;
+    }
+}
+
+/// The 4-connected regions of one slice (given as a 1-slice 3-D view) where
+/// `is_foreground` holds that do not touch the slice's border, as runs.
+pub(crate) fn enclosed<T>(slice: ArrayView3<T>, is_foreground: impl Fn(&T) -> bool) -> Enclosed {
+    let c = label_runs(slice, is_foreground, Connectivity::Faces6);
+    let (_, nr, nc) = c.shape;
+    let mut touches = vec![false; c.sizes.len()];
+    for run in &c.runs {
+        let row = run.start / nc;
+        let first = run.start % nc;
+        if row == 0 || row + 1 == nr || first == 0 || first + run.len as usize == nc {
+            touches[run.label as usize - 1] = true;
+        }
+    }
+    Enclosed {
+        runs: c
+            .runs
+            .iter()
+            .filter(|r| !touches[r.label as usize - 1])
+            .map(|r| (r.start, r.len as usize))
+            .collect(),
+        columns: nc,
+    }
+}
+
+/// Runs `(start, length)` of a slice in raster order.
+pub(crate) struct Enclosed {
+    pub(crate) runs: Vec<(usize, usize)>,
+    pub(crate) columns: usize,
+}
+
+impl Enclosed {
+    pub(crate) fn paint_into<T: Copy>(&self, out: &mut ArrayViewMut2<T>, value: T) {
+        for &(start, len) in &self.runs {
+            let (row, first) = (start / self.columns, start % self.columns);
+            out.slice_mut(s![row, first..first + len]).fill(value);
+        }
     }
 }
 
