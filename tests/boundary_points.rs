@@ -145,15 +145,18 @@ fn the_command_line_reads_a_slicer_point_list() {
     )
     .unwrap();
     let out = tmp.path().join("out-label.nrrd");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_segkit"))
-        .args(["apply", "boundary-points"])
-        .arg(&ct_path)
-        .arg("--points")
-        .arg(&mrk)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let apply = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_segkit"))
+            .args(["apply", "boundary-points"])
+            .arg(&ct_path)
+            .arg("--points")
+            .arg(&mrk)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = apply();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let labels = io::open(&out).unwrap().into_volume().cast::<u16>();
     let library = segment_from_boundary_points(
@@ -175,15 +178,7 @@ fn the_command_line_reads_a_slicer_point_list() {
         ),
     )
     .unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_segkit"))
-        .args(["apply", "boundary-points"])
-        .arg(&ct_path)
-        .arg("--points")
-        .arg(&mrk)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = apply();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && err.contains("at least 2 distinct points"),

@@ -239,10 +239,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         # would land over whatever the user does with other effects meanwhile.
         self.activations += 1
         if self.call is not None:
-            try:
-                self.engineLogic().client.cancel()
-            except Exception as e:
-                logging.warning("Segkit: cancel failed: %s", e)
+            self.cancelEngineCall()
         self.observeSegmentation(stop=True)
 
     def resultStamp(self):
@@ -398,12 +395,16 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.applyButton.enabled = not busy and (previewOpen or not isPreviewEffect)
         self.cancelButton.enabled = busy or previewOpen
 
+    def cancelEngineCall(self):
+        """Asks the engine to stop the call in flight (its outcome still arrives)."""
+        try:
+            self.engineLogic().client.cancel()
+        except Exception as e:
+            logging.warning("Segkit: cancel failed: %s", e)
+
     def onCancel(self):
         if self.call is not None:
-            try:
-                self.engineLogic().client.cancel()
-            except Exception as e:
-                logging.warning("Segkit: cancel failed: %s", e)
+            self.cancelEngineCall()
             return
         if self.preview is not None:
             self.cancelPreview()
