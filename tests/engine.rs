@@ -30,15 +30,20 @@ struct TestEngine {
 
 impl TestEngine {
     async fn start(token: Option<&str>) -> TestEngine {
+        Self::start_with(|c| c.token = token.map(str::to_string)).await
+    }
+
+    /// An engine with 64 MiB of cache and the configuration `adjust` makes.
+    async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestEngine {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind an ephemeral loopback port");
         let addr = listener.local_addr().expect("bound address");
-        let config = ServeConfig {
-            listen: addr,
+        let mut config = ServeConfig {
             cache_bytes: 64 << 20,
-            token: token.map(str::to_string),
+            ..ServeConfig::new(addr)
         };
+        adjust(&mut config);
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(serve_with_listener(listener, config, async {
             let _ = rx.await;
@@ -419,6 +424,130 @@ async fn unknown_volume_is_not_found() {
         .into_inner();
     assert_eq!(found.volume_id, id);
     assert_eq!(found.header.unwrap().geometry, Some(geometry_pb()));
+    drop(client);
+    engine.stop().await;
+}
+
+/// A segment on a lattice of `size` voxels (i, j, k) with an empty mask: a few bytes
+/// that describe a huge array.
+fn empty_segment_on(size: [u32; 3]) -> pb::SegmentMask {
+    pb::SegmentMask {
+        id: "big".into(),
+        name: "big".into(),
+        visible: true,
+        mask: Some(pb::Mask {
+            geometry: Some(pb::Geometry {
+                size: size.to_vec(),
+                ..geometry_pb()
+            }),
+            extent: None,
+            encoding: pb::MaskEncoding::Runs as i32,
+            data: Default::default(),
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_working_memory_are_refused_before_allocating() {
+    // 64 MiB of working memory; the requests describe 1 G voxels in a few bytes.
+    let engine = TestEngine::start_with(|c| c.work_bytes = 64 << 20).await;
+    let mut client = engine.client().await;
+    let huge = [1024, 1024, 1024];
+    let e = client
+        .apply_effect(pb::ApplyEffectRequest {
+            effect: "Islands".into(),
+            segments: vec![empty_segment_on(huge)],
+            selected_segment_id: "big".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("1 G voxels x 18 bytes is above 64 MiB");
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("--work-mb"), "{}", e.message());
+    let e = client
+        .export(pb::ExportRequest {
+            format: pb::ExportFormat::LabelNrrd as i32,
+            segments: vec![empty_segment_on(huge)],
+            ..Default::default()
+        })
+        .await
+        .expect_err("the export is refused too");
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // A request within the budget still runs.
+    let id = upload(&mut client, &ct(), 1 << 20).await;
+    client
+        .apply_effect(pb::ApplyEffectRequest {
+            effect: "Threshold".into(),
+            volume_id: id,
+            parameters: params(&[("MinimumThreshold", "-1000"), ("MaximumThreshold", "-500")]),
+            ..Default::default()
+        })
+        .await
+        .expect("a small effect runs");
+    drop(client);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_outside_the_roots_are_refused() {
+    let top = tempfile::tempdir().expect("temp folder");
+    let root = top.path().join("studies");
+    let private = top.path().join("private");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&private).unwrap();
+    let volume = segkit::volume::Volume::new(ct(), geometry());
+    for dir in [&root, &private] {
+        segkit::io::nrrd::write_volume(&dir.join("ct.nrrd"), &volume.clone().into())
+            .expect("write a volume");
+    }
+    let roots = vec![root.clone()];
+    let engine = TestEngine::start_with(move |c| c.roots = roots).await;
+    let mut client = engine.client().await;
+    let info = client
+        .get_engine_info(pb::GetEngineInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.open_by_path);
+    let open = |p: &std::path::Path| pb::OpenVolumeRequest {
+        path: p.display().to_string(),
+        ..Default::default()
+    };
+    let inside = client
+        .open_volume(open(&root.join("ct.nrrd")))
+        .await
+        .expect("a file under the root opens")
+        .into_inner();
+    for outside in [
+        private.join("ct.nrrd"),
+        root.join("..").join("private").join("ct.nrrd"),
+    ] {
+        let e = client
+            .open_volume(open(&outside))
+            .await
+            .expect_err("outside");
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    }
+    let export = |p: &std::path::Path| pb::ExportRequest {
+        volume_id: inside.volume_id.clone(),
+        format: pb::ExportFormat::LabelNrrd as i32,
+        path: p.display().to_string(),
+        ..Default::default()
+    };
+    let e = client
+        .export(export(&private.join("out-label.nrrd")))
+        .await
+        .expect_err("no export outside the roots");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(!private.join("out-label.nrrd").exists());
+    let mut stream = client
+        .export(export(&root.join("out-label.nrrd")))
+        .await
+        .expect("an export under the root")
+        .into_inner();
+    while stream.message().await.expect("export stream").is_some() {}
+    assert!(root.join("out-label.nrrd").is_file());
     drop(client);
     engine.stop().await;
 }

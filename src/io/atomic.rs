@@ -18,13 +18,18 @@ where
     let tmp = temp_path(path);
     let result = (|| {
         // Name the target in errors: the temporary file is an implementation detail.
-        let file = File::create(&tmp).map_err(|e| Error::io(path, e))?;
+        // `create_new`: never write through a file (or link) someone else put there.
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(path, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         fill(&mut w)?;
         let file = w
             .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            .map_err(|e| Error::io(path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(path, e))?;
         fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     })();
     if result.is_err() {
@@ -38,12 +43,20 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |w| w.write_all(bytes).map_err(|e| Error::io(path, e)))
 }
 
+/// A temporary name beside `path`, unique within this process (concurrent writes of the
+/// same target, as two engine calls may make, each get their own) and across processes.
 fn temp_path(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp_name = format!(".{name}.segkit-{}.tmp", std::process::id());
+    let tmp_name = format!(
+        ".{name}.segkit-{}-{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join(tmp_name),
         _ => PathBuf::from(tmp_name),
@@ -66,6 +79,22 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(fs::read(&target).unwrap(), b"first");
         // No temporary file left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_target_never_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.bin");
+        let contents: Vec<Vec<u8>> = (0..8u8).map(|n| vec![n; 1 << 16]).collect();
+        std::thread::scope(|s| {
+            for c in &contents {
+                let target = &target;
+                s.spawn(move || write_bytes_atomic(target, c).unwrap());
+            }
+        });
+        let written = fs::read(&target).unwrap();
+        assert!(contents.contains(&written), "the target is one whole write");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

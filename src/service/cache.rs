@@ -8,7 +8,7 @@ use crate::volume::{AnyVolume, Scalar};
 use crate::with_volume;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// A cached volume and what the engine says about it.
 #[derive(Debug)]
@@ -35,6 +35,26 @@ struct Inner {
     entries: HashMap<String, (Arc<CachedVolume>, u64)>,
     clock: u64,
     bytes: u64,
+    /// Voxels evicted while calls in flight still used them, and their size: they stay
+    /// counted against the limit until the last call lets go.
+    evicted: Vec<(Weak<AnyVolume>, u64)>,
+}
+
+impl Inner {
+    /// Bytes of evicted volumes that calls still hold.
+    fn held_bytes(&mut self) -> u64 {
+        self.evicted.retain(|(w, _)| w.strong_count() > 0);
+        self.evicted.iter().map(|(_, b)| b).sum()
+    }
+}
+
+/// Why a volume could not be cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The volume alone (this many bytes) is larger than the limit.
+    TooLarge(u64),
+    /// Evicted volumes that calls in flight still use (this many bytes) leave no room.
+    Held(u64),
 }
 
 /// Volumes by id, at most `limit_bytes` of voxel data.
@@ -74,11 +94,13 @@ impl VolumeCache {
     }
 
     /// Adds a volume, evicting the least recently used ones to stay under the limit.
-    /// Returns `Err(bytes)` when the volume alone is larger than the limit.
-    pub fn insert(&self, v: CachedVolume) -> Result<Arc<CachedVolume>, u64> {
+    ///
+    /// The limit counts evicted volumes that calls in flight still use (their memory is
+    /// not freed until those calls end), so the engine's volumes never exceed it.
+    pub fn insert(&self, v: CachedVolume) -> Result<Arc<CachedVolume>, Refused> {
         let bytes = v.bytes();
         if bytes > self.limit_bytes {
-            return Err(bytes);
+            return Err(Refused::TooLarge(bytes));
         }
         let mut inner = self.lock();
         inner.clock += 1;
@@ -104,7 +126,13 @@ impl VolumeCache {
             *used = now;
             return Ok(existing.clone());
         }
-        while inner.bytes + bytes > self.limit_bytes {
+        let mut held = inner.held_bytes();
+        // Every cached entry can go, but evicted volumes still in use cannot: refuse
+        // before evicting anything when even an empty cache would not do.
+        if held + bytes > self.limit_bytes {
+            return Err(Refused::Held(held));
+        }
+        while inner.bytes + held + bytes > self.limit_bytes {
             let Some(oldest) = inner
                 .entries
                 .iter()
@@ -114,8 +142,18 @@ impl VolumeCache {
                 break;
             };
             if let Some((gone, _)) = inner.entries.remove(&oldest) {
-                inner.bytes -= gone.bytes();
+                let gone_bytes = gone.bytes();
+                inner.bytes -= gone_bytes;
+                if Arc::strong_count(&gone) > 1 || Arc::strong_count(&gone.volume) > 1 {
+                    inner
+                        .evicted
+                        .push((Arc::downgrade(&gone.volume), gone_bytes));
+                    held += gone_bytes;
+                }
             }
+        }
+        if inner.bytes + held + bytes > self.limit_bytes {
+            return Err(Refused::Held(held));
         }
         let arc = Arc::new(v);
         inner.bytes += bytes;
@@ -216,7 +254,25 @@ mod tests {
         assert!(cache.get(&ida).is_some());
         assert!(cache.get(&idb).is_none());
         assert!(cache.get(&idc).is_some());
-        assert_eq!(cache.insert(vol(4, 30)).unwrap_err(), 60);
+        assert_eq!(cache.insert(vol(4, 30)).unwrap_err(), Refused::TooLarge(60));
+    }
+
+    #[test]
+    fn evicted_volumes_still_in_use_count_until_released() {
+        let cache = VolumeCache::new(40); // two volumes of 10 i16 voxels
+        let a = cache.insert(vol(1, 10)).unwrap();
+        cache.insert(vol(2, 10)).unwrap();
+        // A call holds `a`: evicting it frees nothing, so after `c` there is no room for `d`.
+        let c = vol(3, 10);
+        let idc = c.id.clone();
+        cache.insert(c).unwrap();
+        assert!(cache.get(&a.id).is_none());
+        assert_eq!(cache.insert(vol(4, 20)).unwrap_err(), Refused::Held(20));
+        assert!(cache.get(&idc).is_some(), "a refused insert evicts nothing");
+        // The call ends: its volume's memory is free again.
+        drop(a);
+        cache.insert(vol(4, 20)).unwrap();
+        assert!(cache.get(&idc).is_none());
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! The `Engine` service: each RPC decodes and checks its request, runs library code on the
 //! blocking pool, and encodes the answer.
 
-use super::cache::{volume_id, CachedVolume, VolumeCache};
+use super::budget::{effect_bytes, export_bytes, WorkBudget, WorkPermit};
+use super::cache::{volume_id, CachedVolume, Refused, VolumeCache};
+use super::call::Call;
 use super::codec::{self, geometry_from_pb, geometry_to_pb, mask_from_pb, mask_to_pb};
+use super::paths::PathPolicy;
 use super::preview::{segments_from_pb, PreviewSession, PreviewStore};
+use super::EngineError;
 use super::{pb, STREAM_CHANNEL_CAPACITY};
 use crate::effects::catalog::{self, RunInput};
 use crate::effects::masking::{apply_output, MaskMode, Masking, OverwriteMode, SegmentMasks};
 use crate::effects::{
-    Control, EffectError, EffectOutput, EffectSpec, FromSource, Input, ModificationMode, ParamType,
-    Target,
+    Control, EffectOutput, EffectSpec, FromSource, Input, ModificationMode, ParamType, Target,
 };
 use crate::io::{self, Dataset, OpenOptions};
 use crate::volume::{AnyVolume, Geometry, Segment, Segmentation};
@@ -24,31 +27,47 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-/// The engine's state: the volume cache, and how many effects are computing.
+/// The engine's state: the volume cache, the working-memory budget of calls in flight, the
+/// rule for client-named paths, and how many effects are computing.
 #[derive(Debug, Clone)]
 pub struct EngineService {
     cache: Arc<VolumeCache>,
+    work: WorkBudget,
+    paths: Arc<PathPolicy>,
     running: Arc<AtomicUsize>,
     previews: PreviewStore,
 }
 
+/// The limits an engine runs with.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Voxels of cached volumes (including evicted ones that calls still use).
+    pub cache_bytes: u64,
+    /// Working memory of uploads, effects and exports in flight.
+    pub work_bytes: u64,
+    /// Uploads, effects and exports computing at once.
+    pub concurrent_calls: usize,
+}
+
 impl EngineService {
-    /// An engine whose cache holds at most `cache_bytes` of voxels.
-    pub fn new(cache_bytes: u64) -> Self {
+    /// An engine with these limits and this rule for client-named paths.
+    pub fn new(limits: &Limits, paths: PathPolicy) -> Self {
         EngineService {
-            cache: Arc::new(VolumeCache::new(cache_bytes)),
+            cache: Arc::new(VolumeCache::new(limits.cache_bytes)),
+            work: WorkBudget::new(limits.work_bytes, limits.concurrent_calls),
+            paths: Arc::new(paths),
             running: Arc::new(AtomicUsize::new(0)),
             // Preview sessions get their own budget, as large as the cache's.
-            previews: PreviewStore::new(cache_bytes),
+            previews: PreviewStore::new(limits.cache_bytes),
         }
     }
 
-    fn volume(&self, id: &str) -> Result<Arc<CachedVolume>, Status> {
+    fn volume(&self, id: &str) -> Result<Arc<CachedVolume>, EngineError> {
         if id.is_empty() {
-            return Err(Status::invalid_argument("volume_id is empty"));
+            return Err(EngineError::bad("volume_id is empty"));
         }
         self.cache.get(id).ok_or_else(|| {
-            Status::not_found(format!(
+            EngineError::not_found(format!(
                 "volume {id} is not in the engine's cache (evicted or engine restarted): upload it again"
             ))
         })
@@ -59,7 +78,7 @@ impl EngineService {
         volume: AnyVolume,
         name: String,
         warnings: Vec<String>,
-    ) -> Result<pb::VolumeRef, Status> {
+    ) -> Result<pb::VolumeRef, EngineError> {
         let (minimum_value, maximum_value) = volume.min_max().unwrap_or((0.0, 0.0));
         let id = volume_id(&volume);
         let cached = CachedVolume {
@@ -70,11 +89,16 @@ impl EngineService {
             maximum_value,
             warnings,
         };
-        let cached = self.cache.insert(cached).map_err(|bytes| {
-            Status::resource_exhausted(format!(
+        let cached = self.cache.insert(cached).map_err(|refused| match refused {
+            Refused::TooLarge(bytes) => EngineError::TooLarge(format!(
                 "volume of {bytes} bytes is larger than the engine's cache of {} bytes (segkit serve --cache-mb)",
                 self.cache.limit_bytes()
-            ))
+            )),
+            Refused::Held(held) => EngineError::TooLarge(format!(
+                "no room in the engine's cache of {} bytes: {held} bytes are volumes that running \
+                 calls still use; retry when they end (or raise segkit serve --cache-mb)",
+                self.cache.limit_bytes()
+            )),
         })?;
         Ok(volume_ref(&cached))
     }
@@ -98,11 +122,11 @@ fn volume_ref(v: &CachedVolume) -> pb::VolumeRef {
 
 /// Runs CPU work on the blocking pool, so the async runtime keeps serving.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
-) -> Result<T, Status> {
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Status::internal(format!("engine task failed: {e}")))?
+        .map_err(|e| EngineError::Internal(format!("engine task failed: {e}")))?
 }
 
 #[tonic::async_trait]
@@ -118,7 +142,7 @@ impl pb::engine_server::Engine for EngineService {
             max_message_bytes: super::MAX_MESSAGE_BYTES as u64,
             upload_chunk_bytes: super::UPLOAD_CHUNK_BYTES as u64,
             cache_bytes: self.cache.limit_bytes(),
-            open_by_path: true,
+            open_by_path: self.paths.allowed(),
             effects_running: self.running.load(Ordering::Relaxed) as u32,
             previews_open: self.previews.len() as u32,
         }))
@@ -137,89 +161,18 @@ impl pb::engine_server::Engine for EngineService {
         &self,
         request: Request<Streaming<pb::UploadVolumeRequest>>,
     ) -> Result<Response<pb::VolumeRef>, Status> {
-        let mut stream = request.into_inner();
-        let first = stream.next().await.ok_or_else(|| {
-            Status::invalid_argument("upload: empty stream, the first message must hold the header")
-        })??;
-        let Some(pb::upload_volume_request::Part::Header(header)) = first.part else {
-            return Err(Status::invalid_argument(
-                "upload: the first message must hold the header",
-            ));
-        };
-        let (size, geometry) = geometry_from_pb(header.geometry.as_ref(), "upload")?;
-        let scalar = codec::scalar_type_from_pb(header.scalar_type)?;
-        let expected = crate::volume::byte_size(&size, scalar.size()).unwrap_or(u64::MAX);
-        if header.total_bytes != expected {
-            return Err(Status::invalid_argument(format!(
-                "upload: total_bytes is {} but {size:?} voxels of {scalar} need {expected}",
-                header.total_bytes
-            )));
-        }
-        if expected > self.cache.limit_bytes() {
-            return Err(Status::resource_exhausted(format!(
-                "upload: volume of {expected} bytes is larger than the engine's cache of {} bytes",
-                self.cache.limit_bytes()
-            )));
-        }
-        // The size is checked against the cache limit: allocating it is bounded.
-        let mut data: Vec<u8> = Vec::with_capacity(expected as usize);
-        while let Some(msg) = stream.next().await {
-            let msg = msg?;
-            let Some(pb::upload_volume_request::Part::Data(chunk)) = msg.part else {
-                return Err(Status::invalid_argument(
-                    "upload: a header after the first message",
-                ));
-            };
-            if msg.offset != data.len() as u64 {
-                return Err(Status::invalid_argument(format!(
-                    "upload: chunk at offset {} but {} bytes were received so far (chunks must come in order)",
-                    msg.offset,
-                    data.len()
-                )));
-            }
-            if data.len() as u64 + chunk.len() as u64 > expected {
-                return Err(Status::invalid_argument(format!(
-                    "upload: chunk of {} bytes at offset {} goes past the declared total of {expected} bytes",
-                    chunk.len(),
-                    msg.offset
-                )));
-            }
-            data.extend_from_slice(&chunk);
-        }
-        if data.len() as u64 != expected {
-            return Err(Status::invalid_argument(format!(
-                "upload: received {} bytes, the header declared {expected}",
-                data.len()
-            )));
-        }
-        let this = self.clone();
-        let name = header.name.clone();
-        let vref = blocking(move || {
-            let volume = codec::volume_from_bytes(size, geometry, scalar, &data)?;
-            drop(data);
-            this.cache_volume(volume, name, Vec::new())
-        })
-        .await?;
-        Ok(Response::new(vref))
+        let call = Call::start("UploadVolume");
+        let result = self.upload(request.into_inner(), &call).await;
+        call.answer(result)
     }
 
     async fn open_volume(
         &self,
         request: Request<pb::OpenVolumeRequest>,
     ) -> Result<Response<pb::VolumeRef>, Status> {
-        let req = request.into_inner();
-        if req.path.is_empty() {
-            return Err(Status::invalid_argument("open: path is empty"));
-        }
-        let this = self.clone();
-        let vref = blocking(move || {
-            let path = PathBuf::from(&req.path);
-            let series = (!req.series.is_empty()).then(|| req.series.clone());
-            let volume = OpenOptions::new().series(series).open(&path)?.into_volume();
-            this.cache_volume(volume, req.path.clone(), Vec::new())
-        })
-        .await?;
-        Ok(Response::new(vref))
+        let call = Call::start("OpenVolume");
+        let result = self.open(request.into_inner(), &call).await;
+        call.answer(result)
     }
 
     async fn get_volume(
@@ -234,63 +187,53 @@ impl pb::engine_server::Engine for EngineService {
         &self,
         request: Request<pb::StartPreviewRequest>,
     ) -> Result<Response<pb::PreviewResponse>, Status> {
-        let this = self.clone();
-        let req = request.into_inner();
-        let claimed = blocking(move || {
-            let session = this.prepare_preview(req)?;
-            Ok(this.previews.open(session))
-        })
-        .await?;
-        let control = Control::new(Arc::new(AtomicBool::new(false)), None);
-        let _cancel_on_drop = CancelOnDrop(control.clone());
-        let running = Running::new(&self.running);
-        let response = blocking(move || {
-            let id = claimed.id.clone();
-            let result = claimed.run(&control, |s| s.update(&control, &id));
-            // The client learns the session's id only from a successful start.
-            if result.is_err() || control.is_cancelled() {
-                claimed.close();
-            }
-            result
-        })
-        .await;
-        drop(running);
-        Ok(Response::new(response?))
+        let call = Call::start("StartPreview");
+        let result = self
+            .start_preview_session(request.into_inner(), &call)
+            .await;
+        call.answer(result)
     }
 
     async fn update_preview(
         &self,
         request: Request<pb::UpdatePreviewRequest>,
     ) -> Result<Response<pb::PreviewResponse>, Status> {
+        let call = Call::start("UpdatePreview");
         let req = request.into_inner();
-        let claimed = self.previews.claim(&req.session_id)?;
-        let control = Control::new(Arc::new(AtomicBool::new(false)), None);
-        let _cancel_on_drop = CancelOnDrop(control.clone());
-        let running = Running::new(&self.running);
-        let response = blocking(move || {
-            claimed.run(&control, |s| {
-                s.edit(&req.edits, req.parameters.into_iter().collect())?;
-                s.update(&control, &req.session_id)
+        let result = async {
+            let claimed = self.previews.claim(&req.session_id)?;
+            let control = Control::new(Arc::new(AtomicBool::new(false)), None);
+            let _cancel_on_drop = CancelOnDrop(control.clone());
+            let _running = Running::new(&self.running);
+            blocking(move || {
+                claimed.run(&control, |s| {
+                    s.edit(&req.edits, req.parameters.into_iter().collect())?;
+                    s.update(&control, &req.session_id)
+                })
             })
-        })
+            .await
+        }
         .await;
-        drop(running);
-        Ok(Response::new(response?))
+        call.answer(result)
     }
 
     async fn apply_preview(
         &self,
         request: Request<pb::PreviewSessionRequest>,
     ) -> Result<Response<pb::ApplyEffectResponse>, Status> {
+        let call = Call::start("ApplyPreview");
         let id = request.into_inner().session_id;
-        let claimed = self.previews.claim(&id)?;
-        let response = blocking(move || {
-            let response = claimed.run(&Control::none(), |s| s.apply())?;
-            claimed.close();
-            Ok(response)
-        })
-        .await?;
-        Ok(Response::new(response))
+        let result = async {
+            let claimed = self.previews.claim(&id)?;
+            blocking(move || {
+                let response = claimed.run(&Control::none(), |s| s.apply())?;
+                claimed.close();
+                Ok(response)
+            })
+            .await
+        }
+        .await;
+        call.answer(result)
     }
 
     async fn cancel_preview(
@@ -307,16 +250,24 @@ impl pb::engine_server::Engine for EngineService {
         &self,
         request: Request<pb::ApplyEffectRequest>,
     ) -> Result<Response<pb::ApplyEffectResponse>, Status> {
-        let this = self.clone();
+        let call = Call::start("ApplyEffect");
         let req = request.into_inner();
-        let prepared = blocking(move || this.prepare(req)).await?;
-        // When the client cancels the call, tonic drops this future: the guard then sets
-        // the cancel flag that the effect polls, so the work stops too.
-        let control = Control::new(Arc::new(AtomicBool::new(false)), None);
-        let _cancel_on_drop = CancelOnDrop(control.clone());
-        let this = self.clone();
-        let response = blocking(move || prepared.run(&control, &this)).await?;
-        Ok(Response::new(response))
+        let result = async {
+            let (prepared, permit) = self.prepare_on_pool(req, &call).await?;
+            // When the client cancels the call, tonic drops this future: the guard then
+            // sets the cancel flag that the effect polls, so the work stops too.
+            let control = Control::new(Arc::new(AtomicBool::new(false)), None);
+            let _cancel_on_drop = CancelOnDrop(control.clone());
+            let this = self.clone();
+            blocking(move || {
+                let response = prepared.run(&control, &this);
+                drop(permit);
+                response
+            })
+            .await
+        }
+        .await;
+        call.answer(result)
     }
 
     type ApplyEffectStreamStream = ReceiverStream<Result<pb::ApplyEffectEvent, Status>>;
@@ -325,9 +276,12 @@ impl pb::engine_server::Engine for EngineService {
         &self,
         request: Request<pb::ApplyEffectRequest>,
     ) -> Result<Response<Self::ApplyEffectStreamStream>, Status> {
+        let call = Call::start("ApplyEffectStream");
         let req = request.into_inner();
-        let this = self.clone();
-        let prepared = blocking(move || this.prepare(req)).await?;
+        let (prepared, permit) = match self.prepare_on_pool(req, &call).await {
+            Ok(p) => p,
+            Err(e) => return call.answer(Err(e)),
+        };
         // A bounded channel: when the client goes away, the watcher below sets the
         // cancel flag that the effect polls, so the work stops instead of running on.
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_CAPACITY);
@@ -358,10 +312,16 @@ impl pb::engine_server::Engine for EngineService {
             {
                 control.cancel();
                 watcher.abort();
+                call.end(tonic::Code::Cancelled, "the client went away");
                 return;
             }
             let run_control = control.clone();
-            let result = blocking(move || prepared.run(&run_control, &this)).await;
+            let result = blocking(move || {
+                let response = prepared.run(&run_control, &this);
+                drop(permit);
+                response
+            })
+            .await;
             // Progress 1.0 only before a result; an error ends the stream by itself.
             let event = match result {
                 Ok(r) => {
@@ -371,14 +331,19 @@ impl pb::engine_server::Engine for EngineService {
                         .is_err()
                     {
                         watcher.abort();
+                        call.end(tonic::Code::Cancelled, "the client went away");
                         return;
                     }
                     Ok(pb::ApplyEffectEvent {
                         event: Some(pb::apply_effect_event::Event::Result(r)),
                     })
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(Status::from(e)),
             };
+            match &event {
+                Ok(_) => call.end(tonic::Code::Ok, ""),
+                Err(s) => call.end(s.code(), s.message()),
+            }
             let _ = tx.send(event).await;
             watcher.abort();
         });
@@ -391,32 +356,14 @@ impl pb::engine_server::Engine for EngineService {
         &self,
         request: Request<pb::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
-        let req = request.into_inner();
-        let format = pb::ExportFormat::try_from(req.format)
-            .ok()
-            .filter(|f| *f != pb::ExportFormat::Unspecified)
-            .ok_or_else(|| {
-                Status::invalid_argument(format!("export: unknown format {}", req.format))
-            })?;
-        let lattice = if req.volume_id.is_empty() {
-            let first = req
-                .segments
-                .first()
-                .and_then(|s| s.mask.as_ref())
-                .ok_or_else(|| {
-                    Status::invalid_argument(
-                        "export: no volume_id and no segment to take the lattice from",
-                    )
-                })?;
-            geometry_from_pb(first.geometry.as_ref(), "export")?
-        } else {
-            let v = self.volume(&req.volume_id)?;
-            (v.volume.size_ijk(), *v.volume.geometry())
+        let call = Call::start("Export");
+        let exported = match self.export_on_pool(request.into_inner(), &call).await {
+            Ok(e) => e,
+            Err(e) => return call.answer(Err(e)),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_CAPACITY);
-        let bytes = blocking(move || export(&req, format, lattice)).await?;
         tokio::spawn(async move {
-            match bytes {
+            match exported {
                 Exported::Path(path) => {
                     let _ = tx
                         .send(Ok(pb::ExportChunk {
@@ -424,9 +371,11 @@ impl pb::engine_server::Engine for EngineService {
                             ..Default::default()
                         }))
                         .await;
+                    call.end(tonic::Code::Ok, "");
                 }
                 Exported::Bytes(bytes) => {
                     let total = bytes.len() as u64;
+                    call.bytes(total);
                     let bytes = bytes::Bytes::from(bytes);
                     let mut offset = 0;
                     while offset < bytes.len() || offset == 0 {
@@ -437,11 +386,16 @@ impl pb::engine_server::Engine for EngineService {
                             total_bytes: total,
                             path: String::new(),
                         };
-                        if tx.send(Ok(chunk)).await.is_err() || end == bytes.len() {
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            call.end(tonic::Code::Cancelled, "the client went away");
+                            return;
+                        }
+                        if end == bytes.len() {
                             break;
                         }
                         offset = end;
                     }
+                    call.end(tonic::Code::Ok, "");
                 }
             }
         });
@@ -454,7 +408,14 @@ impl pb::engine_server::Engine for EngineService {
         &self,
         request: Request<pb::GetVolumeRequest>,
     ) -> Result<Response<Self::DownloadVolumeStream>, Status> {
-        let v = self.volume(&request.into_inner().volume_id)?;
+        let call = Call::start("DownloadVolume");
+        let id = request.into_inner().volume_id;
+        call.volume(&id);
+        let v = match self.volume(&id) {
+            Ok(v) => v,
+            Err(e) => return call.answer(Err(e)),
+        };
+        call.lattice(v.volume.size_ijk(), 0);
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_CAPACITY);
         tokio::spawn(async move {
             let first = pb::VolumeChunk {
@@ -462,11 +423,13 @@ impl pb::engine_server::Engine for EngineService {
                 ..Default::default()
             };
             if tx.send(Ok(first)).await.is_err() {
+                call.end(tonic::Code::Cancelled, "the client went away");
                 return;
             }
             // One chunk at a time, converted on the blocking pool, so a client that goes
             // away stops the download after at most one chunk.
             let total = v.bytes() as usize;
+            call.bytes(total as u64);
             let mut offset = 0;
             while offset < total {
                 let end = (offset + super::EXPORT_CHUNK_BYTES).min(total);
@@ -474,20 +437,216 @@ impl pb::engine_server::Engine for EngineService {
                 let chunk =
                     tokio::task::spawn_blocking(move || vv.volume.le_bytes_range(offset..end))
                         .await
-                        .map_err(|e| Status::internal(format!("download: {e}")));
+                        .map_err(|e| Status::from(EngineError::Internal(format!("download: {e}"))));
                 let msg = chunk.map(|data| pb::VolumeChunk {
                     volume: None,
                     data: data.into(),
                     offset: offset as u64,
                 });
-                let failed = msg.is_err();
-                if tx.send(msg).await.is_err() || failed {
+                let failed = msg
+                    .as_ref()
+                    .err()
+                    .map(|s| (s.code(), s.message().to_string()));
+                if tx.send(msg).await.is_err() {
+                    call.end(tonic::Code::Cancelled, "the client went away");
+                    return;
+                }
+                if let Some((code, message)) = failed {
+                    call.end(code, &message);
                     return;
                 }
                 offset = end;
             }
+            call.end(tonic::Code::Ok, "");
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The calls' work, returning engine errors that the call's answer maps to a status.
+impl EngineService {
+    async fn upload(
+        &self,
+        mut stream: Streaming<pb::UploadVolumeRequest>,
+        call: &Call,
+    ) -> Result<pb::VolumeRef, EngineError> {
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| {
+                EngineError::bad("upload: empty stream, the first message must hold the header")
+            })?
+            .map_err(EngineError::Client)?;
+        let Some(pb::upload_volume_request::Part::Header(header)) = first.part else {
+            return Err(EngineError::bad(
+                "upload: the first message must hold the header",
+            ));
+        };
+        let (size, geometry) = geometry_from_pb(header.geometry.as_ref(), "upload")?;
+        call.lattice(size, 0);
+        let scalar = codec::scalar_type_from_pb(header.scalar_type)?;
+        let expected = crate::volume::byte_size(&size, scalar.size()).unwrap_or(u64::MAX);
+        if header.total_bytes != expected {
+            return Err(EngineError::bad(format!(
+                "upload: total_bytes is {} but {size:?} voxels of {scalar} need {expected}",
+                header.total_bytes
+            )));
+        }
+        if expected > self.cache.limit_bytes() {
+            return Err(EngineError::TooLarge(format!(
+                "upload: volume of {expected} bytes is larger than the engine's cache of {} bytes",
+                self.cache.limit_bytes()
+            )));
+        }
+        // The received bytes, then the volume made from them.
+        let _permit = self.work.reserve(2 * expected, "upload").await?;
+        // The size is checked against the cache limit: allocating it is bounded.
+        let mut data: Vec<u8> = Vec::with_capacity(expected as usize);
+        while let Some(msg) = stream.next().await {
+            let msg = msg.map_err(EngineError::Client)?;
+            let Some(pb::upload_volume_request::Part::Data(chunk)) = msg.part else {
+                return Err(EngineError::bad("upload: a header after the first message"));
+            };
+            if msg.offset != data.len() as u64 {
+                return Err(EngineError::bad(format!(
+                    "upload: chunk at offset {} but {} bytes were received so far (chunks must come in order)",
+                    msg.offset,
+                    data.len()
+                )));
+            }
+            if data.len() as u64 + chunk.len() as u64 > expected {
+                return Err(EngineError::bad(format!(
+                    "upload: chunk of {} bytes at offset {} goes past the declared total of {expected} bytes",
+                    chunk.len(),
+                    msg.offset
+                )));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        call.bytes(data.len() as u64);
+        if data.len() as u64 != expected {
+            return Err(EngineError::bad(format!(
+                "upload: received {} bytes, the header declared {expected}",
+                data.len()
+            )));
+        }
+        let this = self.clone();
+        let name = header.name.clone();
+        let vref = blocking(move || {
+            let volume = codec::volume_from_bytes(size, geometry, scalar, &data)?;
+            drop(data);
+            this.cache_volume(volume, name, Vec::new())
+        })
+        .await?;
+        call.volume(&vref.volume_id);
+        Ok(vref)
+    }
+
+    async fn open(
+        &self,
+        req: pb::OpenVolumeRequest,
+        call: &Call,
+    ) -> Result<pb::VolumeRef, EngineError> {
+        if req.path.is_empty() {
+            return Err(EngineError::bad("open: path is empty"));
+        }
+        let path = self.paths.readable(Path::new(&req.path))?;
+        let this = self.clone();
+        let vref = blocking(move || {
+            let series = (!req.series.is_empty()).then(|| req.series.clone());
+            let volume = OpenOptions::new().series(series).open(&path)?.into_volume();
+            this.cache_volume(volume, req.path.clone(), Vec::new())
+        })
+        .await?;
+        call.volume(&vref.volume_id);
+        Ok(vref)
+    }
+
+    async fn start_preview_session(
+        &self,
+        req: pb::StartPreviewRequest,
+        call: &Call,
+    ) -> Result<pb::PreviewResponse, EngineError> {
+        call.volume(&req.volume_id);
+        call.effect(&req.effect);
+        let this = self.clone();
+        let claimed = blocking(move || {
+            let session = this.prepare_preview(req)?;
+            Ok(this.previews.open(session))
+        })
+        .await?;
+        let control = Control::new(Arc::new(AtomicBool::new(false)), None);
+        let _cancel_on_drop = CancelOnDrop(control.clone());
+        let _running = Running::new(&self.running);
+        blocking(move || {
+            let id = claimed.id.clone();
+            let result = claimed.run(&control, |s| s.update(&control, &id));
+            // The client learns the session's id only from a successful start.
+            if result.is_err() || control.is_cancelled() {
+                claimed.close();
+            }
+            result
+        })
+        .await
+    }
+
+    /// Checks an effect request against the limits, waits for room to run it, and decodes
+    /// it on the blocking pool.
+    async fn prepare_on_pool(
+        &self,
+        req: pb::ApplyEffectRequest,
+        call: &Call,
+    ) -> Result<(Prepared, WorkPermit), EngineError> {
+        call.volume(&req.volume_id);
+        call.effect(&req.effect);
+        let spec = catalog::find(&req.effect)?;
+        let (_, size, _) = self.reference(&spec, &req.volume_id, &req.segments)?;
+        call.lattice(size, req.segments.len());
+        let permit = self
+            .work
+            .reserve(effect_bytes(size, req.segments.len()), "the effect")
+            .await?;
+        let this = self.clone();
+        let prepared = blocking(move || this.prepare(req)).await?;
+        Ok((prepared, permit))
+    }
+
+    async fn export_on_pool(
+        &self,
+        req: pb::ExportRequest,
+        call: &Call,
+    ) -> Result<Exported, EngineError> {
+        call.volume(&req.volume_id);
+        let format = pb::ExportFormat::try_from(req.format)
+            .ok()
+            .filter(|f| *f != pb::ExportFormat::Unspecified)
+            .ok_or_else(|| EngineError::bad(format!("export: unknown format {}", req.format)))?;
+        let lattice = if req.volume_id.is_empty() {
+            let first = req
+                .segments
+                .first()
+                .and_then(|s| s.mask.as_ref())
+                .ok_or_else(|| {
+                    EngineError::bad("export: no volume_id and no segment to take the lattice from")
+                })?;
+            geometry_from_pb(first.geometry.as_ref(), "export")?
+        } else {
+            let v = self.volume(&req.volume_id)?;
+            (v.volume.size_ijk(), *v.volume.geometry())
+        };
+        call.lattice(lattice.0, req.segments.len());
+        let target = if req.path.is_empty() {
+            None
+        } else {
+            let path = Path::new(&req.path);
+            check_export_path(path, format)?;
+            Some(self.paths.writable(path)?)
+        };
+        let _permit = self
+            .work
+            .reserve(export_bytes(lattice.0, req.segments.len()), "the export")
+            .await?;
+        blocking(move || export(&req, format, lattice, target)).await
     }
 }
 
@@ -553,10 +712,10 @@ impl EngineService {
         spec: &EffectSpec,
         volume_id: &str,
         segments: &[pb::SegmentMask],
-    ) -> Result<Reference, Status> {
+    ) -> Result<Reference, EngineError> {
         let source = if volume_id.is_empty() {
             if spec.inputs.contains(&Input::SourceVolume) {
-                return Err(Status::invalid_argument(format!(
+                return Err(EngineError::bad(format!(
                     "{} needs a source volume: set volume_id",
                     spec.name
                 )));
@@ -572,9 +731,7 @@ impl EngineService {
                     .first()
                     .and_then(|s| s.mask.as_ref())
                     .ok_or_else(|| {
-                        Status::invalid_argument(
-                            "no volume_id and no segment: nothing gives the lattice",
-                        )
+                        EngineError::bad("no volume_id and no segment: nothing gives the lattice")
                     })?;
                 geometry_from_pb(first.geometry.as_ref(), "segment 0")?
             }
@@ -582,14 +739,14 @@ impl EngineService {
         Ok((source, size, geometry))
     }
 
-    fn prepare_preview(&self, req: pb::StartPreviewRequest) -> Result<PreviewSession, Status> {
+    fn prepare_preview(&self, req: pb::StartPreviewRequest) -> Result<PreviewSession, EngineError> {
         let (spec, effect) = catalog::find_auto_complete(&req.effect)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| EngineError::bad(e.to_string()))?;
         let (source, size, geometry) = self.reference(&spec, &req.volume_id, &req.segments)?;
         let (segments, ids) = segments_from_pb(&req.segments, size, &geometry)?;
         let selected = ids.iter().position(|id| *id == req.selected_segment_id);
         if !req.selected_segment_id.is_empty() && selected.is_none() {
-            return Err(Status::invalid_argument(format!(
+            return Err(EngineError::bad(format!(
                 "selected_segment_id {:?} is not among the segments sent",
                 req.selected_segment_id
             )));
@@ -601,7 +758,7 @@ impl EngineService {
             .transpose()?;
         let parameters: BTreeMap<String, String> = req.parameters.into_iter().collect();
         crate::effects::ParamValues::new(&spec, &parameters)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| EngineError::bad(e.to_string()))?;
         let encoding = match pb::MaskEncoding::try_from(req.result_encoding) {
             Ok(pb::MaskEncoding::Bits) => pb::MaskEncoding::Bits,
             _ => pb::MaskEncoding::Runs,
@@ -611,9 +768,8 @@ impl EngineService {
         ))
     }
 
-    fn prepare(&self, req: pb::ApplyEffectRequest) -> Result<Prepared, Status> {
-        let spec =
-            catalog::find(&req.effect).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    fn prepare(&self, req: pb::ApplyEffectRequest) -> Result<Prepared, EngineError> {
+        let spec = catalog::find(&req.effect).map_err(|e| EngineError::bad(e.to_string()))?;
         let (source, size, geometry) = self.reference(&spec, &req.volume_id, &req.segments)?;
         let mut segments = SegmentMasks {
             masks: Vec::with_capacity(req.segments.len()),
@@ -624,9 +780,7 @@ impl EngineService {
         for (n, s) in req.segments.iter().enumerate() {
             let what = format!("segment {n} ({:?})", s.id);
             if ids.contains(&s.id) {
-                return Err(Status::invalid_argument(format!(
-                    "{what}: the id is used twice"
-                )));
+                return Err(EngineError::bad(format!("{what}: the id is used twice")));
             }
             let mask = match &s.mask {
                 Some(m) => mask_from_pb(m, size, &geometry, &what)?,
@@ -645,7 +799,7 @@ impl EngineService {
                 Some(pb::point::Position::Ijk(p)) => [p.k as usize, p.j as usize, p.i as usize],
                 Some(pb::point::Position::Lps(p)) => geometry
                     .nearest_voxel_kji([p.x, p.y, p.z], size)
-                    .map_err(|e| Status::invalid_argument(format!("point {n}: {e}")))?,
+                    .map_err(|e| EngineError::bad(format!("point {n}: {e}")))?,
             };
             points_kji.push(kji);
         }
@@ -688,7 +842,7 @@ impl Prepared {
         mut self,
         control: &Control,
         engine: &EngineService,
-    ) -> Result<pb::ApplyEffectResponse, Status> {
+    ) -> Result<pb::ApplyEffectResponse, EngineError> {
         let _running = Running::new(&engine.running);
         let started = Instant::now();
         let output = catalog::run(
@@ -706,7 +860,7 @@ impl Prepared {
                 masking: self.effect_masking.as_ref(),
             },
         )
-        .map_err(effect_status)?;
+        .map_err(EngineError::from)?;
         let compute_seconds = started.elapsed().as_secs_f64();
         let source_name = self
             .source
@@ -751,7 +905,7 @@ impl Prepared {
                 masking,
                 self.source.as_ref().map(|v| &*v.volume),
             )
-            .map_err(effect_status)?;
+            .map_err(EngineError::from)?;
             for n in changed {
                 let id = match self.ids.get(n) {
                     Some(id) => id.clone(),
@@ -773,17 +927,6 @@ impl Prepared {
             }
         }
         Ok(response)
-    }
-}
-
-/// An effect's error as a status: cancelled, not supported (UNIMPLEMENTED, as the README
-/// says), or a bad request.
-pub(super) fn effect_status(e: EffectError) -> Status {
-    match e {
-        EffectError::Cancelled => Status::cancelled("the effect was cancelled"),
-        EffectError::Internal(m) => Status::internal(m),
-        e @ EffectError::Unsupported(_) => Status::unimplemented(e.to_string()),
-        other => Status::invalid_argument(other.to_string()),
     }
 }
 
@@ -841,7 +984,7 @@ pub(super) fn modifiers_to_pb(
         .collect()
 }
 
-fn masking_from_pb(m: Option<&pb::Masking>, ids: &[String]) -> Result<Masking, Status> {
+fn masking_from_pb(m: Option<&pb::Masking>, ids: &[String]) -> Result<Masking, EngineError> {
     let default = pb::Masking::default();
     let m = m.unwrap_or(&default);
     let mask_mode = match pb::MaskMode::try_from(m.mask_mode) {
@@ -855,7 +998,7 @@ fn masking_from_pb(m: Option<&pb::Masking>, ids: &[String]) -> Result<Masking, S
                 .iter()
                 .position(|id| *id == m.mask_segment_id)
                 .ok_or_else(|| {
-                    Status::invalid_argument(format!(
+                    EngineError::bad(format!(
                         "masking: mask_segment_id {:?} is not among the segments sent",
                         m.mask_segment_id
                     ))
@@ -863,7 +1006,7 @@ fn masking_from_pb(m: Option<&pb::Masking>, ids: &[String]) -> Result<Masking, S
             MaskMode::InsideSingleSegment(n)
         }
         Err(_) => {
-            return Err(Status::invalid_argument(format!(
+            return Err(EngineError::bad(format!(
                 "masking: unknown mask_mode {}",
                 m.mask_mode
             )))
@@ -874,7 +1017,7 @@ fn masking_from_pb(m: Option<&pb::Masking>, ids: &[String]) -> Result<Masking, S
         Ok(pb::OverwriteMode::VisibleSegments) => OverwriteMode::VisibleSegments,
         Ok(pb::OverwriteMode::None) => OverwriteMode::None,
         Err(_) => {
-            return Err(Status::invalid_argument(format!(
+            return Err(EngineError::bad(format!(
                 "masking: unknown overwrite_mode {}",
                 m.overwrite_mode
             )))
@@ -974,20 +1117,56 @@ enum Exported {
     Bytes(Vec<u8>),
 }
 
-/// Writes the segments in `format`, to `req.path` or to bytes.
+/// The file name ending of an export format.
+fn export_suffix(format: pb::ExportFormat) -> &'static str {
+    match format {
+        pb::ExportFormat::LabelNrrd => "-label.nrrd",
+        pb::ExportFormat::SegNrrd => ".seg.nrrd",
+        pb::ExportFormat::NiftiGz | pb::ExportFormat::Unspecified => ".nii.gz",
+    }
+}
+
+/// Checks a client's export path: absolute, in an existing folder, with the format's ending.
+fn check_export_path(path: &Path, format: pb::ExportFormat) -> Result<(), EngineError> {
+    if !path.is_absolute() {
+        return Err(EngineError::bad(format!(
+            "export: path {} is relative; give an absolute path on the engine's machine",
+            path.display()
+        )));
+    }
+    match path.parent() {
+        Some(dir) if dir.is_dir() => {}
+        _ => {
+            return Err(EngineError::bad(format!(
+                "export: the folder of {} does not exist on the engine's machine",
+                path.display()
+            )))
+        }
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let wanted = export_suffix(format).trim_start_matches('-');
+    if !name.ends_with(wanted) {
+        return Err(EngineError::bad(format!(
+            "export: path {} does not end with {wanted} as the format asks",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the segments in `format` to `target` (checked and resolved by the caller), or to
+/// bytes when there is none.
 fn export(
     req: &pb::ExportRequest,
     format: pb::ExportFormat,
     lattice: ([usize; 3], Geometry),
-) -> Result<Exported, Status> {
+    target: Option<PathBuf>,
+) -> Result<Exported, EngineError> {
     let (size, geometry) = lattice;
     let segmentation = segmentation_from_pb(&req.segments, size, &geometry)?;
-    let ext = match format {
-        pb::ExportFormat::LabelNrrd => "-label.nrrd",
-        pb::ExportFormat::SegNrrd => ".seg.nrrd",
-        pb::ExportFormat::NiftiGz => ".nii.gz",
-        pb::ExportFormat::Unspecified => unreachable!("checked by the caller"),
-    };
     let labels = labelmap_by_value(&segmentation);
     let write = |path: &Path| -> Result<(), Error> {
         match format {
@@ -996,41 +1175,15 @@ fn export(
             _ => io::write(path, Dataset::Volume(as_short(labels.clone())), path),
         }
     };
-    if !req.path.is_empty() {
-        let path = PathBuf::from(&req.path);
-        if !path.is_absolute() {
-            return Err(Status::invalid_argument(format!(
-                "export: path {} is relative; give an absolute path on the engine's machine",
-                path.display()
-            )));
-        }
-        match path.parent() {
-            Some(dir) if dir.is_dir() => {}
-            _ => {
-                return Err(Status::invalid_argument(format!(
-                    "export: the folder of {} does not exist on the engine's machine",
-                    path.display()
-                )))
-            }
-        }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        let wanted = ext.trim_start_matches('-');
-        if !name.ends_with(wanted) {
-            return Err(Status::invalid_argument(format!(
-                "export: path {} does not end with {wanted} as the format asks",
-                path.display()
-            )));
-        }
-        write(&path)?;
+    if let Some(target) = target {
+        // Written beside the target, then renamed over it (io::atomic).
+        write(&target)?;
         return Ok(Exported::Path(req.path.clone()));
     }
-    let dir = tempdir()?;
-    let path = dir.0.join(format!("export{ext}"));
+    let dir = TempDir::new()?;
+    let path = dir.0.join(format!("export{}", export_suffix(format)));
     write(&path)?;
-    let bytes = std::fs::read(&path).map_err(|e| Status::internal(format!("export: {e}")))?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     Ok(Exported::Bytes(bytes))
 }
 
@@ -1069,7 +1222,7 @@ fn segmentation_from_pb(
     segs: &[pb::SegmentMask],
     size: [usize; 3],
     g: &Geometry,
-) -> Result<Segmentation, Status> {
+) -> Result<Segmentation, EngineError> {
     let shape = (size[2], size[1], size[0]);
     let mut layers: Vec<Array3<u16>> = Vec::new();
     let mut segments = Vec::new();
@@ -1081,10 +1234,7 @@ fn segmentation_from_pb(
         };
         let wanted = if s.label_value > 0 {
             u16::try_from(s.label_value).map_err(|_| {
-                Status::invalid_argument(format!(
-                    "{what}: label_value {} above 65535",
-                    s.label_value
-                ))
+                EngineError::bad(format!("{what}: label_value {} above 65535", s.label_value))
             })?
         } else {
             (n + 1).min(u16::MAX as usize) as u16
@@ -1129,7 +1279,7 @@ fn segmentation_from_pb(
     })
 }
 
-/// A temporary folder removed when dropped.
+/// A private temporary folder with an unpredictable name, removed when dropped.
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {
@@ -1138,15 +1288,18 @@ impl Drop for TempDir {
     }
 }
 
-fn tempdir() -> Result<TempDir, Status> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "segkit-export-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Status::internal(format!("export: {}: {e}", dir.display())))?;
-    Ok(TempDir(dir))
+impl TempDir {
+    fn new() -> Result<TempDir, EngineError> {
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random)
+            .map_err(|e| EngineError::Internal(format!("export: no random bytes: {e}")))?;
+        let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("segkit-export-{name}"));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        // `create`, not `create_all`: a folder already there (planted) is an error.
+        builder.create(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(TempDir(dir))
+    }
 }

@@ -2,19 +2,25 @@
 //!
 //! A thin edge around the library: requests are decoded and checked ([`codec`]), volumes
 //! are kept in a bounded cache ([`cache`]), effects run on the blocking thread pool
-//! (never on the async runtime), and library errors become gRPC status codes in one place
-//! ([`status_from_error`]).
+//! (never on the async runtime), and errors become gRPC status codes in one place
+//! ([`error::status`]).
 
+pub mod budget;
 pub mod cache;
+mod call;
 pub mod codec;
 mod engine;
+pub mod error;
+pub mod paths;
 mod preview;
 
-pub use engine::EngineService;
+pub use engine::{EngineService, Limits};
+pub use error::{status, EngineError};
 
 use crate::Error;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tonic::{Request, Status};
 
@@ -35,41 +41,82 @@ pub const UPLOAD_CHUNK_BYTES: usize = 4 << 20;
 pub const EXPORT_CHUNK_BYTES: usize = 1 << 20;
 /// Default memory for cached volumes, in MiB.
 pub const DEFAULT_CACHE_MB: u64 = 4096;
+/// Default working memory of calls in flight, in MiB.
+pub const DEFAULT_WORK_MB: u64 = 4096;
 /// Messages buffered per server stream before the engine waits for the client; small so a
 /// client that went away is noticed at once.
 pub const STREAM_CHANNEL_CAPACITY: usize = 4;
 /// The default address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 
-/// The one place where library errors become gRPC status codes.
-pub fn status_from_error(e: Error) -> Status {
-    let msg = e.to_string();
-    match e {
-        Error::InvalidArgument(_) | Error::Format { .. } => Status::invalid_argument(msg),
-        Error::NotFound(_) => Status::not_found(msg),
-        Error::TooLarge { .. } => Status::resource_exhausted(msg),
-        Error::Unsupported { .. } => Status::unimplemented(msg),
-        Error::Io { ref source, .. } => match source.kind() {
-            std::io::ErrorKind::NotFound => Status::not_found(msg),
-            std::io::ErrorKind::PermissionDenied => Status::permission_denied(msg),
-            _ => Status::internal(msg),
-        },
-    }
-}
-
-impl From<Error> for Status {
-    fn from(e: Error) -> Self {
-        status_from_error(e)
-    }
-}
-
 /// How to run the engine.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
+    /// Voxels of cached volumes, in bytes.
     pub cache_bytes: u64,
+    /// Working memory of uploads, effects and exports in flight, in bytes.
+    pub work_bytes: u64,
+    /// Uploads, effects and exports computing at once.
+    pub concurrent_calls: usize,
     /// When set, every call to the engine must carry `authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Folders under which clients may name files to open and export to (see
+    /// [`paths::PathPolicy`]).
+    pub roots: Vec<PathBuf>,
+    /// Serve TLS with this certificate chain and private key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the engine's TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The server TLS configuration; errors name the file that cannot be read or used.
+    fn server_config(&self) -> Result<tonic::transport::ServerTlsConfig, Error> {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::io(p, e));
+        let (cert, key) = (read(&self.cert)?, read(&self.key)?);
+        for (bytes, path, what) in [
+            (&cert, &self.cert, "CERTIFICATE"),
+            (&key, &self.key, "PRIVATE KEY"),
+        ] {
+            if !String::from_utf8_lossy(bytes).contains(&format!("{what}-----")) {
+                return Err(Error::format(
+                    path,
+                    "PEM",
+                    format!("no PEM block ending in {what} (--tls-cert takes the certificate chain, --tls-key the private key)"),
+                ));
+            }
+        }
+        Ok(tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key)))
+    }
+}
+
+impl ServeConfig {
+    /// The defaults on `listen`: 4 GiB of cache, 4 GiB of working memory, twice as many
+    /// concurrent calls as cores, no token, no roots.
+    pub fn new(listen: SocketAddr) -> Self {
+        ServeConfig {
+            listen,
+            cache_bytes: DEFAULT_CACHE_MB << 20,
+            work_bytes: DEFAULT_WORK_MB << 20,
+            concurrent_calls: default_concurrent_calls(),
+            token: None,
+            roots: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+/// Twice the cores: effects use every core, so more at once only share them (and hold
+/// memory longer), while one waiting for I/O leaves its cores to another.
+pub fn default_concurrent_calls() -> usize {
+    2 * std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Checks the configuration: a non-loopback address needs a token.
@@ -133,7 +180,15 @@ pub async fn serve_with_listener(
     use pb::engine_server::EngineServer;
     use tonic::codec::CompressionEncoding;
 
-    let engine = EngineService::new(config.cache_bytes);
+    let paths = paths::PathPolicy::new(&config.roots, config.listen.ip().is_loopback())?;
+    let engine = EngineService::new(
+        &Limits {
+            cache_bytes: config.cache_bytes,
+            work_bytes: config.work_bytes,
+            concurrent_calls: config.concurrent_calls,
+        },
+        paths,
+    );
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<EngineServer<EngineService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -150,9 +205,18 @@ pub async fn serve_with_listener(
     let engine = tonic::service::interceptor::InterceptedService::new(engine, check.clone());
     let reflection = tonic::service::interceptor::InterceptedService::new(reflection, check);
 
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // No Nagle delay: an answer written in several pieces would otherwise wait for the
+    // client's delayed ACK (40 ms per small call).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let reporter_for_shutdown = reporter.clone();
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let describe = format!("TLS with {} and {}", tls.cert.display(), tls.key.display());
+        builder = builder
+            .tls_config(tls.server_config()?)
+            .map_err(|e| Error::InvalidArgument(format!("{describe}: {e}")))?;
+    }
+    builder
         .initial_connection_window_size(16 << 20)
         .initial_stream_window_size(8 << 20)
         .add_service(health)
@@ -197,11 +261,7 @@ mod tests {
 
     #[test]
     fn non_loopback_needs_a_token() {
-        let mut c = ServeConfig {
-            listen: "0.0.0.0:50051".parse().unwrap(),
-            cache_bytes: 1,
-            token: None,
-        };
+        let mut c = ServeConfig::new("0.0.0.0:50051".parse().unwrap());
         assert!(check_config(&c).is_err());
         c.token = Some("s3cret".into());
         assert!(check_config(&c).is_ok());
@@ -226,21 +286,5 @@ mod tests {
         );
         assert!(check.call(Request::new(())).is_err());
         assert!(TokenCheck::new(None).call(Request::new(())).is_ok());
-    }
-
-    #[test]
-    fn errors_map_to_codes() {
-        assert_eq!(
-            status_from_error(Error::NotFound("x".into())).code(),
-            tonic::Code::NotFound
-        );
-        assert_eq!(
-            status_from_error(Error::InvalidArgument("x".into())).code(),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            status_from_error(Error::unsupported("f", "x")).code(),
-            tonic::Code::Unimplemented
-        );
     }
 }

@@ -10,16 +10,16 @@
 use super::cache::CachedVolume;
 use super::codec::{mask_cropped_from_pb, mask_from_pb, mask_part_to_pb};
 use super::pb;
+use super::EngineError;
 use crate::effects::auto_complete::{AutoComplete, Session, SessionInput};
 use crate::effects::masking::{Masking, SegmentMasks};
-use crate::effects::{Control, EffectError, EffectSpec, ParamValues};
+use crate::effects::{Control, EffectSpec, ParamValues};
 use crate::volume::Geometry;
 use ndarray::{s, Array3, Zip};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tonic::Status;
 
 /// Most sessions open at once; starting one more closes the least recently used.
 pub const MAX_SESSIONS: usize = 8;
@@ -143,7 +143,7 @@ impl PreviewStore {
     /// # Errors
     /// NOT_FOUND when there is no such session (closed, applied, idle too long, or the
     /// engine restarted).
-    pub fn claim(&self, id: &str) -> Result<Claimed, Status> {
+    pub fn claim(&self, id: &str) -> Result<Claimed, EngineError> {
         let mut entries = self.lock();
         close_idle(&mut entries);
         let entry = entries.get_mut(id).ok_or_else(|| not_found(id))?;
@@ -194,8 +194,8 @@ impl PreviewStore {
     }
 }
 
-fn not_found(id: &str) -> Status {
-    Status::not_found(format!(
+fn not_found(id: &str) -> EngineError {
+    EngineError::not_found(format!(
         "preview session {id:?} is not open (applied, cancelled, closed after {} minutes idle \
          or to make room, or the engine restarted): start the preview again",
         IDLE_SECONDS / 60
@@ -230,8 +230,8 @@ impl Claimed {
     pub fn run<T>(
         &self,
         control: &Control,
-        f: impl FnOnce(&mut PreviewSession) -> Result<T, Status>,
-    ) -> Result<T, Status> {
+        f: impl FnOnce(&mut PreviewSession) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(control.clone());
         let result = f(&mut session);
@@ -303,7 +303,7 @@ impl PreviewSession {
         &mut self,
         edits: &[pb::SeedEdit],
         parameters: BTreeMap<String, String>,
-    ) -> Result<(), Status> {
+    ) -> Result<(), EngineError> {
         let (nk, nj, ni) = self.shape();
         let size = [ni, nj, nk];
         // Check everything before changing anything.
@@ -314,7 +314,7 @@ impl PreviewSession {
                 .iter()
                 .position(|id| *id == e.segment_id)
                 .ok_or_else(|| {
-                    Status::invalid_argument(format!(
+                    EngineError::bad(format!(
                         "edit {n}: segment id {:?} is not among the session's segments",
                         e.segment_id
                     ))
@@ -332,8 +332,7 @@ impl PreviewSession {
         }
         let mut merged = self.parameters.clone();
         merged.extend(parameters);
-        ParamValues::new(&self.spec, &merged)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        ParamValues::new(&self.spec, &merged).map_err(|e| EngineError::bad(e.to_string()))?;
         self.parameters = merged;
         for (segment, parts) in decoded {
             let target = &mut self.segments.masks[segment];
@@ -359,10 +358,14 @@ impl PreviewSession {
     ///
     /// # Errors
     /// Too few input segments, a cancelled update, the algorithm's errors.
-    pub fn update(&mut self, control: &Control, id: &str) -> Result<pb::PreviewResponse, Status> {
+    pub fn update(
+        &mut self,
+        control: &Control,
+        id: &str,
+    ) -> Result<pb::PreviewResponse, EngineError> {
         let started = Instant::now();
         let params = ParamValues::new(&self.spec, &self.parameters)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| EngineError::bad(e.to_string()))?;
         let input = SessionInput {
             source: self.source.as_ref().map(|v| &*v.volume),
             geometry: &self.geometry,
@@ -374,11 +377,12 @@ impl PreviewSession {
             control,
         };
         if self.session.is_none() {
-            self.session =
-                Some(Session::start(self.effect, self.spec.name, &input).map_err(effect_status)?);
+            self.session = Some(
+                Session::start(self.effect, self.spec.name, &input).map_err(EngineError::from)?,
+            );
         }
         let session = self.session.as_mut().expect("just started");
-        let result = session.update(&input).map_err(effect_status)?;
+        let result = session.update(&input).map_err(EngineError::from)?;
         let (nk, nj, ni) = self.segments.masks.first().map_or((0, 0, 0), |m| m.dim());
         let size = [ni, nj, nk];
         let mut response = pb::PreviewResponse {
@@ -426,16 +430,17 @@ impl PreviewSession {
     ///
     /// # Errors
     /// FAILED_PRECONDITION before any preview was computed.
-    pub fn apply(&self) -> Result<pb::ApplyEffectResponse, Status> {
+    pub fn apply(&self) -> Result<pb::ApplyEffectResponse, EngineError> {
         let modifiers = self
             .session
             .as_ref()
             .map(|s| s.modifiers())
             .filter(|m| !m.is_empty())
             .ok_or_else(|| {
-                Status::failed_precondition(
+                EngineError::NotReady(
                     "the preview has no result to apply yet (every input segment was empty, or \
-                     the last update was cancelled): update it first",
+                     the last update was cancelled): update it first"
+                        .to_string(),
                 )
             })?;
         let output = crate::effects::EffectOutput {
@@ -463,7 +468,7 @@ pub fn segments_from_pb(
     segments: &[pb::SegmentMask],
     size: [usize; 3],
     geometry: &Geometry,
-) -> Result<(SegmentMasks, Vec<String>), Status> {
+) -> Result<(SegmentMasks, Vec<String>), EngineError> {
     let mut masks = SegmentMasks {
         masks: Vec::with_capacity(segments.len()),
         visible: Vec::with_capacity(segments.len()),
@@ -472,9 +477,7 @@ pub fn segments_from_pb(
     for (n, s) in segments.iter().enumerate() {
         let what = format!("segment {n} ({:?})", s.id);
         if ids.contains(&s.id) {
-            return Err(Status::invalid_argument(format!(
-                "{what}: the id is used twice"
-            )));
+            return Err(EngineError::bad(format!("{what}: the id is used twice")));
         }
         let mask = match &s.mask {
             Some(m) => mask_from_pb(m, size, geometry, &what)?,
@@ -485,8 +488,4 @@ pub fn segments_from_pb(
         ids.push(s.id.clone());
     }
     Ok((masks, ids))
-}
-
-fn effect_status(e: EffectError) -> Status {
-    super::engine::effect_status(e)
 }

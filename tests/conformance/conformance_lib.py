@@ -123,6 +123,16 @@ def open_channel(address: str, token: str | None = None, timeout: float = 20.0) 
 # A local engine process
 
 
+def missing(message: str):
+    """Skips, or fails when SEGKIT_REQUIRE_DATA=1 (scripts/test, CI): a needed binary or
+    tool that is absent must not let the suite pass by skipping."""
+    import pytest
+
+    if os.environ.get("SEGKIT_REQUIRE_DATA") == "1":
+        pytest.fail(f"{message} (SEGKIT_REQUIRE_DATA=1: required here)", pytrace=False)
+    pytest.skip(message)
+
+
 def find_segkit_bin(prefer_release: bool = False) -> Path | None:
     env = os.environ.get("SEGKIT_BIN")
     if env:

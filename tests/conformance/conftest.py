@@ -62,7 +62,7 @@ class Engine:
 def segkit_bin():
     b = cl.find_segkit_bin()
     if b is None or not b.exists():
-        pytest.skip("no local segkit binary (cargo build, or set SEGKIT_BIN)")
+        cl.missing("no local segkit binary (cargo build, or set SEGKIT_BIN)")
     return b
 
 
@@ -120,7 +120,7 @@ def shared_fs(info):
 def data_dir() -> Path:
     d = Path(os.environ.get("SEGKIT_TEST_DATA", cl.REPO.parent / "shared" / "data"))
     if not d.is_dir():
-        pytest.skip(f"test data folder {d} not found (set SEGKIT_TEST_DATA)")
+        cl.missing(f"test data folder {d} not found (set SEGKIT_TEST_DATA)")
     return d
 
 

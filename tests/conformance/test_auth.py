@@ -23,7 +23,7 @@ def guarded(engine, tmp_path_factory):
         return
     binary = cl.find_segkit_bin()
     if binary is None or not binary.exists():
-        pytest.skip("no local segkit binary to start an engine with --token (or set SEGKIT_ENGINE_TOKEN)")
+        cl.missing("no local segkit binary to start an engine with --token (or set SEGKIT_ENGINE_TOKEN)")
     proc = cl.start_engine(binary, tmp_path_factory.mktemp("guarded") / "engine.log", "--token", TOKEN)
     yield proc.address, TOKEN, proc
     alive = proc.alive()

@@ -16,6 +16,7 @@ Nothing here touches Qt or MRML: the calls are safe on a worker thread.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional
@@ -152,11 +153,19 @@ class VolumeCache:
             self._by_digest.clear()
 
 
+_TLS_SCHEMES = ("https://", "grpcs://")
+
+
+def uses_tls(address: str) -> bool:
+    """True when the address asks for TLS (`https://host:port` or `grpcs://host:port`)."""
+    return address.strip().lower().startswith(_TLS_SCHEMES)
+
+
 def normalize_address(address: str) -> str:
-    """`host:port` from what a user may type (`grpc://host:port`, spaces)."""
+    """`host:port` from what a user may type (`grpc://host:port`, `https://...`, spaces)."""
     a = address.strip()
-    for scheme in ("grpc://", "http://"):
-        if a.startswith(scheme):
+    for scheme in ("grpc://", "http://") + _TLS_SCHEMES:
+        if a.lower().startswith(scheme):
             a = a[len(scheme):]
     a = a.rstrip("/")
     if not a:
@@ -169,11 +178,32 @@ def is_loopback(address: str) -> bool:
     return host in _LOOPBACK_HOSTS
 
 
+def _tls_credentials(ca_file: Optional[str]):
+    """TLS credentials trusting `ca_file` (PEM), or the system's authorities when None."""
+    if ca_file is None:
+        return grpc.ssl_channel_credentials()
+    try:
+        with open(ca_file, "rb") as f:
+            pem = f.read()
+    except OSError as e:
+        raise EngineError("connect", grpc.StatusCode.INVALID_ARGUMENT,
+                          f"cannot read the engine's CA certificate {ca_file}: {e.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise EngineError("connect", grpc.StatusCode.INVALID_ARGUMENT,
+                          f"{ca_file} holds no PEM certificate (SEGKIT_TLS_CA / tls_ca)")
+    return grpc.ssl_channel_credentials(root_certificates=pem)
+
+
 class EngineClient:
     """A connection to one engine.
 
     `compression` is ``"gzip"``, ``"none"`` or ``"auto"`` (gzip unless the engine is on
     this machine, where compressing costs more time than it saves).
+
+    An address starting with ``https://`` (or ``grpcs://``) connects with TLS, checking the
+    engine's certificate against the system's authorities, or against the PEM file
+    `tls_ca` (default: the ``SEGKIT_TLS_CA`` environment variable) for a lab's own
+    certificate authority or a self-signed engine.
     """
 
     def __init__(
@@ -182,7 +212,9 @@ class EngineClient:
         token: Optional[str] = None,
         compression: str = "auto",
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        tls_ca: Optional[str] = None,
     ):
+        self.tls = uses_tls(address)
         self.address = normalize_address(address)
         self.token = token or None
         if compression == "auto":
@@ -202,11 +234,17 @@ class EngineClient:
             # Notice a dead engine on an idle connection.
             ("grpc.keepalive_time_ms", 60_000),
         ]
-        self._channel = grpc.insecure_channel(
-            self.address,
-            options=options,
-            compression=grpc.Compression.Gzip if compression == "gzip" else grpc.Compression.NoCompression,
-        )
+        channel_compression = grpc.Compression.Gzip if compression == "gzip" else grpc.Compression.NoCompression
+        if self.tls:
+            self._channel = grpc.secure_channel(
+                self.address,
+                _tls_credentials(tls_ca or os.environ.get("SEGKIT_TLS_CA") or None),
+                options=options,
+                compression=channel_compression,
+            )
+        else:
+            self._channel = grpc.insecure_channel(
+                self.address, options=options, compression=channel_compression)
         self._stub = pb_grpc.EngineStub(self._channel)
         from grpc_health.v1 import health_pb2_grpc
 
