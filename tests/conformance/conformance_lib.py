@@ -166,9 +166,10 @@ class EngineProcess:
             return ""
 
 
-def start_engine(binary: Path, log: Path, *extra: str, timeout: float = 60.0) -> EngineProcess:
+def start_engine(binary: Path, log: Path, *extra: str, timeout: float = 60.0, **popen) -> EngineProcess:
     """Starts `binary serve --listen 127.0.0.1:0 EXTRA...` and reads the port from the line
-    `segkit engine listening on 127.0.0.1:PORT` it prints on stdout."""
+    `segkit engine listening on 127.0.0.1:PORT` it prints on stdout. `popen` goes to
+    subprocess.Popen (the fault tests set resource limits and signal dispositions)."""
     env = dict(os.environ)
     env.pop("SEGKIT_TOKEN", None)  # the engine reads it; only an explicit --token counts here
     logf = open(log, "wb")
@@ -177,6 +178,7 @@ def start_engine(binary: Path, log: Path, *extra: str, timeout: float = 60.0) ->
         stdout=subprocess.PIPE,
         stderr=logf,
         env=env,
+        **popen,
     )
     logf.close()
     sel = selectors.DefaultSelector()
