@@ -178,7 +178,7 @@ class Client:
     def run(self, job: Job) -> str:
         """Sends `job` and answers the digest of its result."""
         if job.kind == "upload":
-            return self._digest_ref(self.upload(job.volume))
+            return digest_volume_ref(self.upload(job.volume))
         if job.kind == "effect":
             return self._with_volume(job.volume, lambda vid: self._effect(job, vid))
         return self._with_volume(job.volume, lambda vid: self._export(job, vid))
@@ -237,7 +237,7 @@ class Client:
             (k, j, i), _, _ = spec.balls()[1]
             req.point.ijk.CopyFrom(pb.PointIjk(i=i, j=j, k=k))
         reply = self.stub.ApplyEffect(req, timeout=300)
-        return self._digest_effect(reply, spec.lattice)
+        return digest_effect(pb, reply, spec.lattice)
 
     def _export(self, job: Job, volume_id: str) -> str:
         pb = self.pb
@@ -247,27 +247,32 @@ class Client:
         data = b"".join(chunk.data for chunk in self.stub.Export(req, timeout=300))
         return hashlib.sha256(data).hexdigest()
 
-    # -- digests: everything but timings ----------------------------------------------------
 
-    def _digest_ref(self, ref) -> str:
-        h = hashlib.sha256()
-        h.update(ref.volume_id.encode())
-        h.update(ref.header.SerializeToString(deterministic=True))
-        h.update(repr((ref.minimum_value, ref.maximum_value, list(ref.warnings))).encode())
-        return h.hexdigest()
+# ---------------------------------------------------------------------------------------
+# Digests: everything in an answer but its timings
 
-    def _digest_effect(self, reply, lattice: cl.Lattice) -> str:
-        h = hashlib.sha256()
-        for m in reply.modifiers:
-            # Decoded onto the whole lattice (and checked to be the request volume's), so
-            # two encodings of the same voxels digest the same.
-            mask = cl.mask_from_pb(self.pb, m.mask, lattice)
-            h.update(repr((m.new_segment, m.new_segment_name, m.mode, m.target_segment_id,
-                           m.bypass_masking, m.overwrite_mode, m.reuse_named_segment)).encode())
-            h.update(np.packbits(mask).tobytes())
-        h.update(repr(sorted(reply.reported.items())).encode())
-        h.update(repr([v.volume_id for v in reply.volumes]).encode())
-        return h.hexdigest()
+
+def digest_volume_ref(ref) -> str:
+    h = hashlib.sha256()
+    h.update(ref.volume_id.encode())
+    h.update(ref.header.SerializeToString(deterministic=True))
+    h.update(repr((ref.minimum_value, ref.maximum_value, list(ref.warnings))).encode())
+    return h.hexdigest()
+
+
+def digest_effect(pb, reply, lattice: cl.Lattice) -> str:
+    """The modifiers' masks decoded onto the whole lattice (and checked to be `lattice`),
+    so two encodings of the same voxels digest the same; their modes and targets; the
+    reported values and the ids of new volumes. Not compute_seconds."""
+    h = hashlib.sha256()
+    for m in reply.modifiers:
+        mask = cl.mask_from_pb(pb, m.mask, lattice)
+        h.update(repr((m.new_segment, m.new_segment_name, m.mode, m.target_segment_id,
+                       m.bypass_masking, m.overwrite_mode, m.reuse_named_segment)).encode())
+        h.update(np.packbits(mask).tobytes())
+    h.update(repr(sorted(reply.reported.items())).encode())
+    h.update(repr([v.volume_id for v in reply.volumes]).encode())
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ What is checked, and why:
 - a cancelled effect: the work stops (GetEngineInfo.effects_running back to 0 within about
   100 ms), no result is sent, and the same request afterwards gives the usual answer;
 - SIGKILL during an export to a path, at random points: the target holds the old file or
-  the new one, never a partial file (atomic writes, DESIGN.md);
+  the new one, never a partial file (atomic writes, DESIGN.md); the same for concurrent
+  exports to one path;
 - a full disk (RLIMIT_FSIZE, and a 256 KiB tmpfs when running as root): a clear gRPC
   error, the old file kept, no temporary file left behind, the engine still serving;
 - an engine restart: the extension's client (segkit_slicer.client) notices NOT_FOUND,
@@ -19,7 +20,6 @@ from __future__ import annotations
 import os
 import random
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -78,12 +78,11 @@ def test_client_gone_mid_upload_frees_the_partial_volume(engines, stubs_dir, pbs
     pid = engine.proc.pid
     baseline = lk.rss_mib(pid)
     partial_mb = np.prod(ABANDONED_SIZE) * 2 * ABANDONED_FRACTION / (1 << 20)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     for attempt in range(ABANDONED_REPEATS):
         client = subprocess.Popen(
             [sys.executable, str(HERE / "half_upload.py"), engine.address, str(stubs_dir),
              *map(str, ABANDONED_SIZE), str(ABANDONED_FRACTION)],
-            stdout=subprocess.PIPE, env=env)
+            stdout=subprocess.PIPE)
         try:
             line = client.stdout.readline().decode()
             assert line.startswith("sent "), f"the uploading client failed: {line!r}"
@@ -145,7 +144,7 @@ def test_cancel_mid_effect_stops_the_work_and_applies_nothing(engines, pbs, effe
     stub = pbs.grpc.EngineStub(cl.open_channel(engine.address))
     spec, req = seeded_request(pb, effect)
     req.volume_id = cl.upload(stub, pb, spec.array(), spec.lattice).volume_id
-    digest = lambda reply: lk.Client._digest_effect(type("C", (), {"pb": pb})(), reply, spec.lattice)
+    digest = lambda reply: lk.digest_effect(pb, reply, spec.lattice)
 
     t = time.monotonic()
     before = digest(stub.ApplyEffect(req, timeout=300))
@@ -270,6 +269,47 @@ def test_sigkill_during_export_leaves_the_old_file_or_the_new_one(engines, pbs, 
     print(f"\n{KILLS} kills during a {counts['export seconds']:.2f} s export: {counts}")
     assert counts["partial"] == 0, counts
     assert counts["old"] > 0 and counts["new"] > 0, f"the kills missed the write: {counts}"
+
+
+CONCURRENT_EXPORTS = 8
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine bug: io::atomic's temporary file is `.NAME.segkit-PID.tmp`, the same for every "
+    "export to one path from one engine, so concurrent exports to a path write into one "
+    "temporary file: one rename wins with mixed bytes, the others fail with NOT_FOUND"))
+def test_concurrent_exports_to_one_path_leave_one_whole_file(engines, pbs, tmp_path):
+    """Eight clients export different segmentations to the same path at the same time
+    (two Slicer windows saving the same case): every call succeeds and the file is byte
+    for byte one of the eight exports, as if they had been written one after the other."""
+    import concurrent.futures
+
+    pb = pbs.pb
+    engine = engines()
+    stub = pbs.grpc.EngineStub(cl.open_channel(engine.address))
+    target = tmp_path / "shared.seg.nrrd"
+    requests = [pb.ExportRequest(segments=export_segments(pb, 50 + n, 0.05),
+                                 format=pb.EXPORT_FORMAT_SEG_NRRD, path=str(target))
+                for n in range(CONCURRENT_EXPORTS)]
+    expected = set()
+    for req in requests:   # one at a time: what each export writes
+        list(stub.Export(req, timeout=120))
+        expected.add(target.read_bytes())
+    assert len(expected) == CONCURRENT_EXPORTS
+
+    def export(req):
+        try:
+            list(stub.Export(req, timeout=120))
+            return ""
+        except grpc.RpcError as e:
+            return f"{e.code().name}: {e.details()}"
+
+    with concurrent.futures.ThreadPoolExecutor(CONCURRENT_EXPORTS) as pool:
+        errors = [e for e in pool.map(export, requests) if e]
+    whole = target.read_bytes() in expected
+    assert whole and not errors, (f"file is one of the exports: {whole}; {len(errors)} of "
+                                  f"{CONCURRENT_EXPORTS} calls failed, first: {errors[:1]}")
+    assert temp_files(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------
