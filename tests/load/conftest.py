@@ -25,13 +25,7 @@ for _path in (HERE, REPO / "tests" / "conformance", REPO / "slicer-extension" / 
         sys.path.insert(0, str(_path))
 
 import conformance_lib as cl  # noqa: E402
-
-
-def missing(message: str):
-    """Skips, or fails when SEGKIT_REQUIRE_DATA=1 (scripts/test, CI)."""
-    if os.environ.get("SEGKIT_REQUIRE_DATA") == "1":
-        pytest.fail(f"{message} (SEGKIT_REQUIRE_DATA=1: required here)", pytrace=False)
-    pytest.skip(message)
+from loadkit import missing  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import random
 import statistics
 import sys
@@ -29,6 +30,20 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "conformance"))
 import conformance_lib as cl  # noqa: E402
+
+# ---------------------------------------------------------------------------------------
+# Test environment
+
+
+def missing(message: str):
+    """In a test: skips, or fails when SEGKIT_REQUIRE_DATA=1 (scripts/test, CI), as the
+    other suites do for a missing binary, data file or tool."""
+    import pytest
+
+    if os.environ.get("SEGKIT_REQUIRE_DATA") == "1":
+        pytest.fail(f"{message} (SEGKIT_REQUIRE_DATA=1: required here)", pytrace=False)
+    pytest.skip(message)
+
 
 # ---------------------------------------------------------------------------------------
 # Engine memory
