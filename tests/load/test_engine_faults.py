@@ -464,7 +464,7 @@ def test_extension_client_reuploads_after_engine_crash_and_restart(segkit_bin, c
     first.wait_ready()
     port = first.port
     client = EngineClient(first.address)
-    restarted = None
+    restarted, starter = None, None
     try:
         effect_before = client.apply_effect(threshold, source)
         export_before = client.export(export, source)
@@ -500,5 +500,8 @@ def test_extension_client_reuploads_after_engine_crash_and_restart(segkit_bin, c
     finally:
         client.close()
         first.stop()
+        if starter is not None:   # a failure before the timer fired: no engine left behind
+            starter.cancel()
+            starter.join()
         if restarted is not None:
             restarted.stop()
