@@ -176,17 +176,20 @@ class EngineProcess:
             return ""
 
 
-def start_engine(binary: Path, log: Path, *extra: str, timeout: float = 60.0) -> EngineProcess:
+def start_engine(binary: Path, log: Path, *extra: str, timeout: float = 60.0, wrapper=(), **popen) -> EngineProcess:
     """Starts `binary serve --listen 127.0.0.1:0 EXTRA...` and reads the port from the line
-    `segkit engine listening on 127.0.0.1:PORT` it prints on stdout."""
+    `segkit engine listening on 127.0.0.1:PORT` it prints on stdout. `wrapper` is a command
+    that execs the engine (`prlimit --fsize=N`: the process id stays the engine's) and
+    `popen` goes to subprocess.Popen (the fault tests use both)."""
     env = dict(os.environ)
     env.pop("SEGKIT_TOKEN", None)  # the engine reads it; only an explicit --token counts here
     logf = open(log, "wb")
     proc = subprocess.Popen(
-        [str(binary), "serve", "--listen", "127.0.0.1:0", *extra],
+        [*wrapper, str(binary), "serve", "--listen", "127.0.0.1:0", *extra],
         stdout=subprocess.PIPE,
         stderr=logf,
         env=env,
+        **popen,
     )
     logf.close()
     sel = selectors.DefaultSelector()
