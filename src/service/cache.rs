@@ -9,6 +9,7 @@ use crate::with_volume;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 /// A cached volume and what the engine says about it.
 #[derive(Debug)]
@@ -38,13 +39,32 @@ struct Inner {
     /// Voxels evicted while calls in flight still used them, and their size: they stay
     /// counted against the limit until the last call lets go.
     evicted: Vec<(Weak<AnyVolume>, u64)>,
+    /// Volumes added and not yet asked for, and when they came: not evicted for
+    /// [`FRESH`], so that a client that uploads a volume can use it even when many
+    /// clients share a small cache (else it could be evicted before the first call that
+    /// names it, and the client would upload it again and again).
+    fresh: HashMap<String, Instant>,
 }
+
+/// How long a volume nobody has asked for yet is kept from eviction.
+pub const FRESH: Duration = Duration::from_secs(60);
 
 impl Inner {
     /// Bytes of evicted volumes that calls still hold.
     fn held_bytes(&mut self) -> u64 {
         self.evicted.retain(|(w, _)| w.strong_count() > 0);
         self.evicted.iter().map(|(_, b)| b).sum()
+    }
+
+    /// Bytes of cached volumes that may not be evicted yet (fresh ones).
+    fn fresh_bytes(&mut self) -> u64 {
+        self.fresh.retain(|_, added| added.elapsed() < FRESH);
+        let entries = &self.entries;
+        self.fresh
+            .keys()
+            .filter_map(|id| entries.get(id))
+            .map(|(v, _)| v.bytes())
+            .sum()
     }
 }
 
@@ -53,7 +73,8 @@ impl Inner {
 pub enum Refused {
     /// The volume alone (this many bytes) is larger than the limit.
     TooLarge(u64),
-    /// Evicted volumes that calls in flight still use (this many bytes) leave no room.
+    /// Evicted volumes that calls in flight still use and volumes not yet asked for (this
+    /// many bytes) leave no room for now.
     Held(u64),
 }
 
@@ -90,17 +111,20 @@ impl VolumeCache {
         let now = inner.clock;
         let entry = inner.entries.get_mut(id)?;
         entry.1 = now;
-        Some(entry.0.clone())
+        let found = entry.0.clone();
+        inner.fresh.remove(id);
+        Some(found)
     }
 
     /// Adds a volume, evicting the least recently used ones to stay under the limit.
     ///
     /// The limit counts evicted volumes that calls in flight still use (their memory is
     /// not freed until those calls end), so the engine's volumes never exceed it.
-    pub fn insert(&self, v: CachedVolume) -> Result<Arc<CachedVolume>, Refused> {
+    /// A refused volume comes back with the reason.
+    pub fn insert(&self, v: CachedVolume) -> Result<Arc<CachedVolume>, (Refused, CachedVolume)> {
         let bytes = v.bytes();
         if bytes > self.limit_bytes {
-            return Err(Refused::TooLarge(bytes));
+            return Err((Refused::TooLarge(bytes), v));
         }
         let mut inner = self.lock();
         inner.clock += 1;
@@ -124,18 +148,23 @@ impl VolumeCache {
                 });
             }
             *used = now;
-            return Ok(existing.clone());
+            let existing = existing.clone();
+            inner.fresh.insert(existing.id.clone(), Instant::now());
+            return Ok(existing);
         }
         let mut held = inner.held_bytes();
-        // Every cached entry can go, but evicted volumes still in use cannot: refuse
-        // before evicting anything when even an empty cache would not do.
-        if held + bytes > self.limit_bytes {
-            return Err(Refused::Held(held));
+        // Cached entries can go, but neither evicted volumes still in use nor fresh ones:
+        // refuse before evicting anything when evicting all others would not do.
+        let kept = held + inner.fresh_bytes();
+        if kept + bytes > self.limit_bytes {
+            return Err((Refused::Held(kept), v));
         }
         while inner.bytes + held + bytes > self.limit_bytes {
+            let fresh = &inner.fresh;
             let Some(oldest) = inner
                 .entries
                 .iter()
+                .filter(|(id, _)| !fresh.contains_key(*id))
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(id, _)| id.clone())
             else {
@@ -153,11 +182,12 @@ impl VolumeCache {
             }
         }
         if inner.bytes + held + bytes > self.limit_bytes {
-            return Err(Refused::Held(held));
+            return Err((Refused::Held(held), v));
         }
         let arc = Arc::new(v);
         inner.bytes += bytes;
         inner.entries.insert(arc.id.clone(), (arc.clone(), now));
+        inner.fresh.insert(arc.id.clone(), Instant::now());
         Ok(arc)
     }
 
@@ -249,25 +279,32 @@ mod tests {
         let (ida, idb, idc) = (a.id.clone(), b.id.clone(), c.id.clone());
         cache.insert(a).unwrap();
         cache.insert(b).unwrap();
+        assert!(cache.get(&idb).is_some());
         assert!(cache.get(&ida).is_some()); // a is now more recent than b
         cache.insert(c).unwrap();
         assert!(cache.get(&ida).is_some());
         assert!(cache.get(&idb).is_none());
         assert!(cache.get(&idc).is_some());
-        assert_eq!(cache.insert(vol(4, 30)).unwrap_err(), Refused::TooLarge(60));
+        assert_eq!(
+            cache.insert(vol(4, 30)).unwrap_err().0,
+            Refused::TooLarge(60)
+        );
     }
 
     #[test]
     fn evicted_volumes_still_in_use_count_until_released() {
         let cache = VolumeCache::new(40); // two volumes of 10 i16 voxels
         let a = cache.insert(vol(1, 10)).unwrap();
-        cache.insert(vol(2, 10)).unwrap();
+        let b = cache.insert(vol(2, 10)).unwrap().id.clone();
+        cache.get(&a.id);
+        cache.get(&b);
         // A call holds `a`: evicting it frees nothing, so after `c` there is no room for `d`.
         let c = vol(3, 10);
         let idc = c.id.clone();
         cache.insert(c).unwrap();
+        cache.get(&idc);
         assert!(cache.get(&a.id).is_none());
-        assert_eq!(cache.insert(vol(4, 20)).unwrap_err(), Refused::Held(20));
+        assert_eq!(cache.insert(vol(4, 20)).unwrap_err().0, Refused::Held(20));
         assert!(cache.get(&idc).is_some(), "a refused insert evicts nothing");
         // The call ends: its volume's memory is free again.
         drop(a);
@@ -286,5 +323,19 @@ mod tests {
         moved.set_geometry(g);
         assert_ne!(volume_id(&moved), a.id);
         assert_eq!(a.id.len(), 32);
+    }
+
+    #[test]
+    fn a_volume_nobody_asked_for_yet_is_not_evicted() {
+        let cache = VolumeCache::new(40); // two volumes of 10 i16 voxels
+        let a = cache.insert(vol(1, 10)).unwrap().id.clone();
+        let b = cache.insert(vol(2, 10)).unwrap().id.clone();
+        // Both are fresh: a third must wait rather than push out an upload before its use.
+        assert_eq!(cache.insert(vol(3, 10)).unwrap_err().0, Refused::Held(40));
+        assert!(cache.get(&a).is_some());
+        // `a` was used: it can go now, `b` still cannot.
+        cache.insert(vol(3, 10)).unwrap();
+        assert!(cache.get(&a).is_none());
+        assert!(cache.get(&b).is_some());
     }
 }

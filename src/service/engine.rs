@@ -38,6 +38,9 @@ pub struct EngineService {
     previews: PreviewStore,
 }
 
+/// How long a new volume waits for cache room held by running calls.
+const HELD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The limits an engine runs with.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -89,17 +92,33 @@ impl EngineService {
             maximum_value,
             warnings,
         };
-        let cached = self.cache.insert(cached).map_err(|refused| match refused {
-            Refused::TooLarge(bytes) => EngineError::TooLarge(format!(
-                "volume of {bytes} bytes is larger than the engine's cache of {} bytes (segkit serve --cache-mb)",
-                self.cache.limit_bytes()
-            )),
-            Refused::Held(held) => EngineError::TooLarge(format!(
-                "no room in the engine's cache of {} bytes: {held} bytes are volumes that running \
-                 calls still use; retry when they end (or raise segkit serve --cache-mb)",
-                self.cache.limit_bytes()
-            )),
-        })?;
+        // Room held by evicted volumes that running calls still use comes back when those
+        // calls end: wait for it a while rather than fail the request.
+        let waited = Instant::now();
+        let mut entry = cached;
+        let cached = loop {
+            match self.cache.insert(entry) {
+                Ok(c) => break c,
+                Err((Refused::Held(_), back)) if waited.elapsed() < HELD_WAIT => {
+                    entry = back;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err((Refused::TooLarge(bytes), _)) => {
+                    return Err(EngineError::TooLarge(format!(
+                        "volume of {bytes} bytes is larger than the engine's cache of {} bytes (segkit serve --cache-mb)",
+                        self.cache.limit_bytes()
+                    )))
+                }
+                Err((Refused::Held(held), _)) => {
+                    return Err(EngineError::TooLarge(format!(
+                        "no room in the engine's cache of {} bytes: {held} bytes are volumes that running \
+                         calls still use (waited {} s); retry later or raise segkit serve --cache-mb",
+                        self.cache.limit_bytes(),
+                        HELD_WAIT.as_secs()
+                    )))
+                }
+            }
+        };
         Ok(volume_ref(&cached))
     }
 }
@@ -600,14 +619,17 @@ impl EngineService {
         call.volume(&req.volume_id);
         call.effect(&req.effect);
         let spec = catalog::find(&req.effect)?;
-        let (_, size, _) = self.reference(&spec, &req.volume_id, &req.segments)?;
+        // Looked up once: the source stays held while the call waits for room, so it
+        // cannot be evicted between the check and the run.
+        let reference = self.reference(&spec, &req.volume_id, &req.segments)?;
+        let size = reference.1;
         call.lattice(size, req.segments.len());
         let permit = self
             .work
             .reserve(effect_bytes(size, req.segments.len()), "the effect")
             .await?;
         let this = self.clone();
-        let prepared = blocking(move || this.prepare(req)).await?;
+        let prepared = blocking(move || this.prepare(req, spec, reference)).await?;
         Ok((prepared, permit))
     }
 
@@ -768,9 +790,13 @@ impl EngineService {
         ))
     }
 
-    fn prepare(&self, req: pb::ApplyEffectRequest) -> Result<Prepared, EngineError> {
-        let spec = catalog::find(&req.effect).map_err(|e| EngineError::bad(e.to_string()))?;
-        let (source, size, geometry) = self.reference(&spec, &req.volume_id, &req.segments)?;
+    fn prepare(
+        &self,
+        req: pb::ApplyEffectRequest,
+        spec: EffectSpec,
+        reference: Reference,
+    ) -> Result<Prepared, EngineError> {
+        let (source, size, geometry) = reference;
         let mut segments = SegmentMasks {
             masks: Vec::with_capacity(req.segments.len()),
             visible: Vec::with_capacity(req.segments.len()),

@@ -61,10 +61,6 @@ def test_sixteen_clients_get_the_answers_of_a_lone_client(engines, stubs_dir, pb
     assert engine.alive(), engine.log_text()[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: accepted connections do not set TCP_NODELAY (serve_with_listener wraps the "
-    "listener in TcpListenerStream, where Server::tcp_nodelay does not apply), so an answer "
-    "written in several pieces waits for the client's delayed ACK: ~40 ms per call on loopback"))
 def test_small_answers_come_back_without_a_delayed_ack_stall(engines, pbs):
     """ListEffects (a few KiB) 30 times over loopback: the median call takes well under
     10 ms. With Nagle's algorithm on the engine's socket, every answer larger than one
