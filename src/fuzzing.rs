@@ -124,7 +124,7 @@ pub fn dicom_series(bytes: &[u8]) -> Result<()> {
     for (n, data) in split_files(bytes).into_iter().enumerate() {
         scratch.write(&format!("IM{n:04}"), data)?;
     }
-    let scan = dicom::scan(&[scratch.dir.clone()])?;
+    let scan = dicom::scan(std::slice::from_ref(&scratch.dir))?;
     for series in &scan.series {
         let _ = series.label();
         series.read()?;
@@ -286,7 +286,8 @@ mod tests {
                       space directions: (1,0,0) (0,1,0) (0,0,2.5)\nspace origin: (-0,2,3)\n\
                       kinds: domain domain domain\nendian: little\nencoding: bzip2\n\n";
         nrrd_header(header.as_bytes()).unwrap();
-        let nan = "NRRD0004\ntype: uchar\ndimension: 2\nsizes: 2 2\nspacings: nan 1\nencoding: raw\n";
+        let nan =
+            "NRRD0004\ntype: uchar\ndimension: 2\nsizes: 2 2\nspacings: nan 1\nencoding: raw\n";
         nrrd_header(nan.as_bytes()).unwrap();
     }
 

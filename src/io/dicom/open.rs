@@ -120,7 +120,11 @@ fn guard_file(path: &Path, extent: Extent) -> Result<(), String> {
     };
     r.seek(std::io::SeekFrom::Start(start))
         .map_err(|e| e.to_string())?;
-    let (data_start, ts) = read_meta_group(&mut r, size).map_err(|e| e.to_string())?;
+    let (data_start, ts, past_end) =
+        read_meta_group_checked(&mut r, size).map_err(|e| e.to_string())?;
+    if let Some(past_end) = past_end {
+        return Err(past_end);
+    }
     if ts.as_deref() == Some(DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN) {
         r.seek(std::io::SeekFrom::Start(data_start))
             .map_err(|e| e.to_string())?;
@@ -211,23 +215,32 @@ fn skip_meta_group(bytes: &[u8], at: usize) -> (usize, Option<String>) {
 /// [`skip_meta_group`] on a reader positioned at the first meta element, for a source
 /// of `size` bytes; reads only the element headers and the transfer syntax.
 fn read_meta_group<R: Read + Seek>(r: &mut R, size: u64) -> std::io::Result<(u64, Option<String>)> {
+    read_meta_group_checked(r, size).map(|(end, ts, _)| (end, ts))
+}
+
+/// [`read_meta_group`], and the element whose declared length runs past the end of the
+/// source, when one does (the walk stops there).
+fn read_meta_group_checked<R: Read + Seek>(
+    r: &mut R,
+    size: u64,
+) -> std::io::Result<(u64, Option<String>, Option<String>)> {
     let mut ts = None;
     // Positions are counted here and skips are relative, so a `BufReader` keeps its buffer.
     let mut at = r.stream_position()?;
     loop {
         let mut h = [0u8; 8];
         if at + 8 > size {
-            return Ok((at, ts));
+            return Ok((at, ts, None));
         }
         r.read_exact(&mut h)?;
         if u16::from_le_bytes([h[0], h[1]]) != 0x0002 {
-            return Ok((at, ts));
+            return Ok((at, ts, None));
         }
         let element = u16::from_le_bytes([h[2], h[3]]);
         let (header, len) = if long_length_vr([h[4], h[5]]) {
             let mut l = [0u8; 4];
             if at + 12 > size {
-                return Ok((at, ts));
+                return Ok((at, ts, None));
             }
             r.read_exact(&mut l)?;
             (12, u32::from_le_bytes(l) as u64)
@@ -236,7 +249,11 @@ fn read_meta_group<R: Read + Seek>(r: &mut R, size: u64) -> std::io::Result<(u64
         };
         let value_end = at + header + len;
         if value_end > size {
-            return Ok((at, ts));
+            let past = format!(
+                "file meta element (0002,{element:04X}) declares {len} bytes but the file ends {} bytes after its header",
+                size.saturating_sub(at + header)
+            );
+            return Ok((at, ts, Some(past)));
         }
         if element == 0x0010 && len <= 1024 {
             let mut v = vec![0u8; len as usize];
@@ -350,7 +367,9 @@ mod tests {
         let path = dir.path().join("deflated.dcm");
         std::fs::write(&path, deflated_file(&data_set)).unwrap();
         for extent in [Extent::Header, Extent::All] {
-            let err = open(&path, extent).err().expect("a lying length is refused");
+            let err = open(&path, extent)
+                .err()
+                .expect("a lying length is refused");
             assert!(err.contains("(0029,1010)"), "{extent:?}: {err}");
         }
         // The same data set with its true length still reads.
@@ -359,6 +378,25 @@ mod tests {
         std::fs::write(&path, deflated_file(&data_set)).unwrap();
         let opened = open(&path, Extent::All).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ts_uid(&opened.obj), DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN);
+    }
+
+    #[test]
+    fn meta_elements_longer_than_the_file_are_refused_before_they_are_read() {
+        // Found by the fuzzer (dicom_series, oom after the deflate fix): a file meta element
+        // declaring 2.6 GB made dicom-object allocate it while reading the meta group.
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(b"DICM");
+        bytes.extend_from_slice(&[0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0]);
+        bytes.extend_from_slice(&0x9E00_0000u32.to_le_bytes());
+        bytes.extend_from_slice(&[0, 1]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.dcm");
+        std::fs::write(&path, bytes).unwrap();
+        let err = open(&path, Extent::Header).err().expect("refused");
+        assert!(
+            err.contains("file meta element (0002,0001) declares 2650800128 bytes but the file ends 2 bytes after its header"),
+            "{err}"
+        );
     }
 
     #[test]

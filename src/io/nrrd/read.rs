@@ -911,7 +911,7 @@ mod tests {
         let p = file(&dir, "many.nhdr", &head, b"");
         expect_err(
             read(&p),
-            "'data file' names 1000000 files, which does not divide the slowest axis size 2",
+            "'data file' names 1000000 files but sizes 2 2 split into 2 pieces of dimension 1",
         );
     }
 
