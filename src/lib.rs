@@ -11,6 +11,8 @@ pub mod auto;
 pub mod cli;
 pub mod effects;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 pub mod kernels;
 pub mod service;

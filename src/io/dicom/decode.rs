@@ -115,6 +115,7 @@ pub(crate) fn feature_hint(uid: &str) -> &'static str {
 /// Reads a series; see [`Series::read`].
 pub(crate) fn read(series: &Series, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<AnyVolume> {
     check_format(series)?;
+    check_files_hold_frames(series)?;
     let plan = plan(series);
     Ok(match plan {
         Plan::Stored(ScalarType::U8) => read_as::<u8>(series, plan, progress)?.0.into(),
@@ -218,6 +219,58 @@ fn check_format(series: &Series) -> Result<()> {
                     "pixel data in {} ({uid}) cannot be decoded by this build{}",
                     super::transfer_syntax_name(uid),
                     feature_hint(uid)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Transfer syntaxes whose pixel data is stored as it is (PS3.5 A.1 to A.3, not deflated):
+/// a file holding `n` frames of such data is at least `n` frames long.
+const NATIVE_TRANSFER_SYNTAXES: [&str; 3] = [
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.2",
+];
+
+/// Refuses, before the volume is allocated, a series whose uncompressed files are shorter
+/// than the frames their headers declare (Rows x Columns x BitsAllocated each): a file of a
+/// few hundred bytes declaring 65535 x 65535 pixels must not cost an 8 GiB allocation.
+/// Compressed pixel data has no such bound before it is decoded; its frames are checked as
+/// they are decoded.
+fn check_files_hold_frames(series: &Series) -> Result<()> {
+    let native = series
+        .transfer_syntaxes
+        .iter()
+        .all(|uid| NATIVE_TRANSFER_SYNTAXES.contains(&uid.as_str()));
+    if !native {
+        return Ok(());
+    }
+    let p = &series.pixel;
+    let frame_bytes = u64::from(p.rows)
+        * u64::from(p.columns)
+        * u64::from(p.samples_per_pixel)
+        * u64::from(p.bits_allocated)
+        / 8;
+    let mut frames_per_file: BTreeMap<&Path, u64> = BTreeMap::new();
+    for f in &series.files {
+        let frames = frames_per_file.entry(&f.path).or_default();
+        *frames = (*frames).max(u64::from(f.frame) + 1);
+    }
+    for (path, frames) in frames_per_file {
+        let needed = frame_bytes.saturating_mul(frames);
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        if len < needed {
+            return Err(Error::format(
+                path,
+                "DICOM",
+                format!(
+                    "{frames} frame(s) of {} x {} pixels of {} bits need {needed} bytes of pixel data, \
+                     but the file holds only {len} bytes",
+                    p.columns, p.rows, p.bits_allocated
                 ),
             ));
         }

@@ -6,8 +6,9 @@
 //! 1.2 GB) costs that much memory and seconds of page faults per file. This pass walks the
 //! element headers (PS3.5 7.1 for explicit and implicit VR, 7.5 for sequences and items,
 //! A.4 for encapsulated pixel data), skips values with a seek, and rejects any length that
-//! runs past the end of its container or of the file. Deflated data sets are not walked
-//! (their lengths refer to the inflated stream).
+//! runs past the end of its container or of the file. A deflated data set (Deflated
+//! Explicit VR Little Endian, PS3.5 A.5) is inflated first and the inflated bytes walked:
+//! its lengths refer to them.
 
 use dicom::core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom::core::{Tag, VR};
@@ -47,6 +48,34 @@ impl Encoding {
             _ => None,
         }
     }
+}
+
+/// Deflated Explicit VR Little Endian: the data set after the meta group is one raw
+/// deflate stream (PS3.5 A.5).
+pub(crate) const DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1.99";
+
+/// [`check_data_set`] for a deflated data set read from `r`: inflated in memory (which grows
+/// only with what the stream yields), then walked as Explicit VR Little Endian. A stream
+/// that stops inflating with an error is walked as far as it inflated: a length past that
+/// point is refused here, and the reader reports the corrupt stream itself.
+pub(crate) fn check_deflated_data_set<R: Read>(
+    r: R,
+    stop_at_pixel_data: bool,
+) -> Result<(), String> {
+    let mut inflated = Vec::new();
+    // On an error, read_to_end keeps what was inflated before it; that part is walked.
+    let _ = flate2::read::DeflateDecoder::new(r).read_to_end(&mut inflated);
+    let end = inflated.len() as u64;
+    let encoding = Encoding {
+        explicit: true,
+        big_endian: false,
+    };
+    check_data_set(
+        &mut std::io::Cursor::new(inflated),
+        end,
+        encoding,
+        stop_at_pixel_data,
+    )
 }
 
 /// Walks a data set from the reader's position to `end` (the file size); with

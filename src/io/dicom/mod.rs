@@ -867,6 +867,28 @@ mod tests {
     }
 
     #[test]
+    fn uncompressed_files_too_short_for_their_frames_are_refused_before_allocating() {
+        // 65535 x 65535 16-bit pixels declared, 6 stored: refused from the file size, not
+        // after an 8 GiB allocation.
+        let dir = temp_dir();
+        let path = Slice {
+            rows: 65535,
+            columns: 65535,
+            ..Slice::default()
+        }
+        .write(dir.path(), "huge.dcm");
+        let s = &scan(&[path]).unwrap().series[0];
+        let err = s.read().unwrap_err();
+        assert!(matches!(err, Error::Format { .. }), "{err}");
+        assert!(
+            err.to_string().contains(
+                "huge.dcm: invalid DICOM: 1 frame(s) of 65535 x 65535 pixels of 16 bits need 8589672450 bytes"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn missing_paths_are_errors() {
         let err = scan(&[PathBuf::from("/nonexistent/segkit")]).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/segkit"));

@@ -6,7 +6,9 @@
 //! (PS3.10 7.1: preamble + `DICM`, then the group 0002 elements in Explicit VR Little
 //! Endian) and read the data set with the transfer syntax it finds or guesses.
 
-use super::guard::{check_data_set, Encoding};
+use super::guard::{
+    check_data_set, check_deflated_data_set, Encoding, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+};
 use dicom::core::VR;
 use dicom::dictionary_std::{tags, uids};
 use dicom::encoding::transfer_syntax::{Endianness, TransferSyntaxIndex};
@@ -118,7 +120,16 @@ fn guard_file(path: &Path, extent: Extent) -> Result<(), String> {
     };
     r.seek(std::io::SeekFrom::Start(start))
         .map_err(|e| e.to_string())?;
-    let (data_start, ts) = read_meta_group(&mut r, size).map_err(|e| e.to_string())?;
+    let (data_start, ts, past_end) =
+        read_meta_group_checked(&mut r, size).map_err(|e| e.to_string())?;
+    if let Some(past_end) = past_end {
+        return Err(past_end);
+    }
+    if ts.as_deref() == Some(DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN) {
+        r.seek(std::io::SeekFrom::Start(data_start))
+            .map_err(|e| e.to_string())?;
+        return check_deflated_data_set(r, extent == Extent::Header);
+    }
     let Some(encoding) = ts.as_deref().and_then(Encoding::of) else {
         return Ok(());
     };
@@ -164,7 +175,11 @@ fn open_lenient(bytes: &[u8]) -> Option<Result<Opened, String>> {
     let Some(ts) = TransferSyntaxRegistry.get(&ts_uid) else {
         return Some(Err(format!("unknown transfer syntax {ts_uid}")));
     };
-    if let Some(encoding) = Encoding::of(&ts_uid) {
+    if ts_uid == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN {
+        if let Err(e) = check_deflated_data_set(data, false) {
+            return Some(Err(e));
+        }
+    } else if let Some(encoding) = Encoding::of(&ts_uid) {
         let mut cursor = std::io::Cursor::new(data);
         if let Err(e) = check_data_set(&mut cursor, data.len() as u64, encoding, false) {
             return Some(Err(e));
@@ -200,23 +215,32 @@ fn skip_meta_group(bytes: &[u8], at: usize) -> (usize, Option<String>) {
 /// [`skip_meta_group`] on a reader positioned at the first meta element, for a source
 /// of `size` bytes; reads only the element headers and the transfer syntax.
 fn read_meta_group<R: Read + Seek>(r: &mut R, size: u64) -> std::io::Result<(u64, Option<String>)> {
+    read_meta_group_checked(r, size).map(|(end, ts, _)| (end, ts))
+}
+
+/// [`read_meta_group`], and the element whose declared length runs past the end of the
+/// source, when one does (the walk stops there).
+fn read_meta_group_checked<R: Read + Seek>(
+    r: &mut R,
+    size: u64,
+) -> std::io::Result<(u64, Option<String>, Option<String>)> {
     let mut ts = None;
     // Positions are counted here and skips are relative, so a `BufReader` keeps its buffer.
     let mut at = r.stream_position()?;
     loop {
         let mut h = [0u8; 8];
         if at + 8 > size {
-            return Ok((at, ts));
+            return Ok((at, ts, None));
         }
         r.read_exact(&mut h)?;
         if u16::from_le_bytes([h[0], h[1]]) != 0x0002 {
-            return Ok((at, ts));
+            return Ok((at, ts, None));
         }
         let element = u16::from_le_bytes([h[2], h[3]]);
         let (header, len) = if long_length_vr([h[4], h[5]]) {
             let mut l = [0u8; 4];
             if at + 12 > size {
-                return Ok((at, ts));
+                return Ok((at, ts, None));
             }
             r.read_exact(&mut l)?;
             (12, u32::from_le_bytes(l) as u64)
@@ -225,7 +249,11 @@ fn read_meta_group<R: Read + Seek>(r: &mut R, size: u64) -> std::io::Result<(u64
         };
         let value_end = at + header + len;
         if value_end > size {
-            return Ok((at, ts));
+            let past = format!(
+                "file meta element (0002,{element:04X}) declares {len} bytes but the file ends {} bytes after its header",
+                size.saturating_sub(at + header)
+            );
+            return Ok((at, ts, Some(past)));
         }
         if element == 0x0010 && len <= 1024 {
             let mut v = vec![0u8; len as usize];
@@ -308,6 +336,68 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Part 10 file in Deflated Explicit VR Little Endian whose data set is `data_set`.
+    fn deflated_file(data_set: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(b"DICM");
+        let ts = DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN.as_bytes();
+        bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        bytes.extend_from_slice(&(ts.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(ts);
+        let mut deflate =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        deflate.write_all(data_set).unwrap();
+        bytes.extend(deflate.finish().unwrap());
+        bytes
+    }
+
+    #[test]
+    fn deflated_data_sets_are_walked_before_they_are_read() {
+        // Found by the fuzzer (dicom_series, oom-2fe63686): a deflated data set whose inflated
+        // bytes declare a 3.5 GB value made dicom-parser allocate it, because the length walk
+        // skipped deflated files. (0008,0060) CS "CT", then (0029,1010) OB of 0xD4D4D4D4
+        // bytes holding 4.
+        let mut data_set = vec![0x08, 0x00, 0x60, 0x00, b'C', b'S', 0x02, 0x00, b'C', b'T'];
+        data_set.extend_from_slice(&[0x29, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+        data_set.extend_from_slice(&0xD4D4_D4D4u32.to_le_bytes());
+        data_set.extend_from_slice(&[1, 2, 3, 4]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deflated.dcm");
+        std::fs::write(&path, deflated_file(&data_set)).unwrap();
+        for extent in [Extent::Header, Extent::All] {
+            let err = open(&path, extent)
+                .err()
+                .expect("a lying length is refused");
+            assert!(err.contains("(0029,1010)"), "{extent:?}: {err}");
+        }
+        // The same data set with its true length still reads.
+        let len = data_set.len();
+        data_set[len - 8..len - 4].copy_from_slice(&4u32.to_le_bytes());
+        std::fs::write(&path, deflated_file(&data_set)).unwrap();
+        let opened = open(&path, Extent::All).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ts_uid(&opened.obj), DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN);
+    }
+
+    #[test]
+    fn meta_elements_longer_than_the_file_are_refused_before_they_are_read() {
+        // Found by the fuzzer (dicom_series, oom after the deflate fix): a file meta element
+        // declaring 2.6 GB made dicom-object allocate it while reading the meta group.
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(b"DICM");
+        bytes.extend_from_slice(&[0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0]);
+        bytes.extend_from_slice(&0x9E00_0000u32.to_le_bytes());
+        bytes.extend_from_slice(&[0, 1]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.dcm");
+        std::fs::write(&path, bytes).unwrap();
+        let err = open(&path, Extent::Header).err().expect("refused");
+        assert!(
+            err.contains("file meta element (0002,0001) declares 2650800128 bytes but the file ends 2 bytes after its header"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn sniff_tells_part10_bare_and_other_files_apart() {

@@ -54,6 +54,7 @@ mod volume;
 mod write;
 
 pub use data::{DataRef, NrrdData, NrrdScalar};
+pub(crate) use header::format_file_number;
 pub use header::{
     Axis, ByteSkip, Center, DataFile, DataType, Encoding, Endian, Header, Kind, Space,
     MAX_BLOCK_SIZE, MAX_DIMENSION, MAX_SPACE_DIMENSION,

@@ -172,7 +172,7 @@ pub(crate) fn read_data(path: &Path, header: &Header, data_offset: u64) -> Resul
 fn pieces(path: &Path, header: &Header, data_offset: u64) -> Result<Vec<Piece>> {
     let total = header.data_bytes().unwrap_or(0);
     let dir = path.parent().unwrap_or(Path::new(""));
-    let (names, subdim) = match &header.data_file {
+    let (count, subdim) = match &header.data_file {
         None => {
             return Ok(vec![Piece {
                 path: path.to_path_buf(),
@@ -187,35 +187,27 @@ fn pieces(path: &Path, header: &Header, data_offset: u64) -> Result<Vec<Piece>> 
                 bytes: total,
             }])
         }
-        Some(DataFile::List { files, subdim }) => (files.clone(), *subdim),
+        Some(DataFile::List { files, subdim }) => (files.len() as u64, *subdim),
         Some(DataFile::Pattern {
-            format,
             first,
             last,
             step,
             subdim,
+            ..
         }) => {
             let span = (i128::from(*last) - i128::from(*first)) / i128::from(*step);
-            let count = u64::try_from(span + 1).unwrap_or(u64::MAX);
-            if count > MAX_DATA_FILES {
-                return Err(Error::unsupported(
-                    path,
-                    format!("'data file' names {count} files, above the limit of {MAX_DATA_FILES}"),
-                ));
-            }
-            // first + n * step stays between first and last, so it cannot overflow.
-            let names = (0..count as i128)
-                .map(|n| {
-                    let number = i128::from(*first) + n * i128::from(*step);
-                    format_file_number(format, number as i64)
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::format(path, FMT, e))?;
-            (names, *subdim)
+            (u64::try_from(span + 1).unwrap_or(u64::MAX), *subdim)
         }
     };
+    if count > MAX_DATA_FILES {
+        return Err(Error::unsupported(
+            path,
+            format!("'data file' names {count} files, above the limit of {MAX_DATA_FILES}"),
+        ));
+    }
+    // The count is checked against the sizes before any name is made: a pattern names
+    // as many files as its numbering says, each as long as the pattern.
     let dim = header.dimension();
-    let count = names.len() as u64;
     let piece_bytes = {
         let subdim = subdim
             .unwrap_or(dim.saturating_sub(1))
@@ -247,6 +239,25 @@ fn pieces(path: &Path, header: &Header, data_offset: u64) -> Result<Vec<Piece>> 
             }
             total / count.max(1)
         }
+    };
+    let names = match &header.data_file {
+        Some(DataFile::List { files, .. }) => files.clone(),
+        Some(DataFile::Pattern {
+            format,
+            first,
+            step,
+            ..
+        }) => {
+            // first + n * step stays between first and last, so it cannot overflow.
+            (0..count as i128)
+                .map(|n| {
+                    let number = i128::from(*first) + n * i128::from(*step);
+                    format_file_number(format, number as i64)
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::format(path, FMT, e))?
+        }
+        None | Some(DataFile::Single(_)) => unreachable!("returned above"),
     };
     Ok(names
         .into_iter()
@@ -887,6 +898,21 @@ mod tests {
         let head = "NRRD0004\ntype: uchar\ndimension: 1\nsizes: 4000000000\nencoding: ascii\n";
         let p = file(&dir, "ascii.nrrd", head, b"1 2 3");
         expect_err(read(&p), "holds only 5 bytes");
+    }
+
+    #[test]
+    fn a_data_file_pattern_is_counted_against_the_sizes_before_names_are_made() {
+        // A million names of 4 kB each would be 4 GB: refused from the count alone.
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = format!("{}%d", "x".repeat(4096));
+        let head = format!(
+            "NRRD0004\ntype: uchar\ndimension: 2\nsizes: 2 2\nencoding: raw\ndata file: {pattern} 1 1000000 1\n"
+        );
+        let p = file(&dir, "many.nhdr", &head, b"");
+        expect_err(
+            read(&p),
+            "'data file' names 1000000 files but sizes 2 2 split into 2 pieces of dimension 1",
+        );
     }
 
     #[test]
