@@ -143,6 +143,22 @@ impl DataRef<'_> {
         self.len() == 0
     }
 
+    /// The little-endian bytes of all the samples: the samples' own memory on a
+    /// little-endian machine (no copy), converted otherwise.
+    pub(crate) fn le_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        use std::borrow::Cow;
+        if cfg!(target_endian = "little") {
+            dispatch!(DataRef, self, v => Cow::Borrowed(bytemuck::cast_slice(v)), _s, b => Cow::Borrowed(b))
+        } else {
+            let mut raw = Vec::new();
+            let _ = self.for_each_le_chunk(|c| {
+                raw.extend_from_slice(c);
+                Ok::<(), std::convert::Infallible>(())
+            });
+            Cow::Owned(raw)
+        }
+    }
+
     /// Calls `f` with the little-endian bytes of the samples, `CHUNK` samples at a time.
     pub(crate) fn for_each_le_chunk<E>(
         &self,
