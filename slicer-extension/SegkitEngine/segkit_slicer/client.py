@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Hashable, Iterable, Iterator, List, NamedTuple, Optional
 
@@ -272,19 +273,28 @@ class EngineClient:
         after an engine restart; it also avoids gRPC's connectivity-polling thread."""
         from grpc_health.v1 import health_pb2
 
-        try:
-            reply = self._health.Check(health_pb2.HealthCheckRequest(service=""),
-                                       timeout=self.connect_timeout_s, wait_for_ready=True)
-        except grpc.RpcError as e:
-            code = e.code() if hasattr(e, "code") else None
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                return  # an engine without the health service: go on and call it
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, None):
-                raise EngineError(
-                    "connect", grpc.StatusCode.UNAVAILABLE,
-                    f"no engine answers at {self.address} (waited {self.connect_timeout_s:g} s): "
-                    "start it (segkit serve) or check the address") from None
-            raise _engine_error("Health.Check", e) from None
+        deadline = time.monotonic() + self.connect_timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                reply = self._health.Check(health_pb2.HealthCheckRequest(service=""),
+                                           timeout=max(left, 0.01), wait_for_ready=True)
+                break
+            except grpc.RpcError as e:
+                code = e.code() if hasattr(e, "code") else None
+                if code == grpc.StatusCode.UNIMPLEMENTED:
+                    return  # an engine without the health service: go on and call it
+                # After an engine restart the first call can fail at once on the dead
+                # connection ("Socket closed"): try again on a new one until the deadline.
+                if code == grpc.StatusCode.UNAVAILABLE and deadline - time.monotonic() > 0.05:
+                    time.sleep(0.05)
+                    continue
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, None):
+                    raise EngineError(
+                        "connect", grpc.StatusCode.UNAVAILABLE,
+                        f"no engine answers at {self.address} (waited {self.connect_timeout_s:g} s): "
+                        "start it (segkit serve) or check the address") from None
+                raise _engine_error("Health.Check", e) from None
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             raise EngineError("connect", grpc.StatusCode.UNAVAILABLE,
