@@ -518,7 +518,7 @@ impl EngineService {
             )));
         }
         // The received bytes, then the volume made from them.
-        let _permit = self.work.reserve(2 * expected, "upload").await?;
+        let permit = self.work.reserve(2 * expected, "upload").await?;
         // The size is checked against the cache limit: allocating it is bounded.
         let mut data: Vec<u8> = Vec::with_capacity(expected as usize);
         while let Some(msg) = stream.next().await {
@@ -554,6 +554,9 @@ impl EngineService {
         let vref = blocking(move || {
             let volume = codec::volume_from_bytes(size, geometry, scalar, &data)?;
             drop(data);
+            // The permit goes before the volume waits for cache room: room comes back when
+            // running effects end, and they may be waiting for this permit's compute slot.
+            drop(permit);
             this.cache_volume(volume, name, Vec::new())
         })
         .await?;
