@@ -121,7 +121,14 @@ impl VolumeCache {
     /// The limit counts evicted volumes that calls in flight still use (their memory is
     /// not freed until those calls end), so the engine's volumes never exceed it.
     /// A refused volume comes back with the reason.
-    pub fn insert(&self, v: CachedVolume) -> Result<Arc<CachedVolume>, (Refused, CachedVolume)> {
+    ///
+    /// With `evict_fresh` false, volumes nobody has asked for yet are not evicted (the
+    /// caller waits a little for their clients to use them); with true they go last.
+    pub fn insert(
+        &self,
+        v: CachedVolume,
+        evict_fresh: bool,
+    ) -> Result<Arc<CachedVolume>, (Refused, CachedVolume)> {
         let bytes = v.bytes();
         if bytes > self.limit_bytes {
             return Err((Refused::TooLarge(bytes), v));
@@ -155,7 +162,7 @@ impl VolumeCache {
         let mut held = inner.held_bytes();
         // Cached entries can go, but neither evicted volumes still in use nor fresh ones:
         // refuse before evicting anything when evicting all others would not do.
-        let kept = held + inner.fresh_bytes();
+        let kept = held + if evict_fresh { 0 } else { inner.fresh_bytes() };
         if kept + bytes > self.limit_bytes {
             return Err((Refused::Held(kept), v));
         }
@@ -164,8 +171,8 @@ impl VolumeCache {
             let Some(oldest) = inner
                 .entries
                 .iter()
-                .filter(|(id, _)| !fresh.contains_key(*id))
-                .min_by_key(|(_, (_, used))| *used)
+                .filter(|(id, _)| evict_fresh || !fresh.contains_key(*id))
+                .min_by_key(|(id, (_, used))| (fresh.contains_key(*id), *used))
                 .map(|(id, _)| id.clone())
             else {
                 break;
@@ -257,17 +264,17 @@ mod tests {
     #[test]
     fn the_same_voxels_brought_again_take_the_latest_name_and_share_the_voxels() {
         let cache = VolumeCache::new(1000);
-        let first = cache.insert(vol(1, 10)).unwrap();
+        let first = cache.insert(vol(1, 10), false).unwrap();
         let renamed = CachedVolume {
             name: "CT renamed".into(),
             ..vol(1, 10)
         };
-        let second = cache.insert(renamed).unwrap();
+        let second = cache.insert(renamed, false).unwrap();
         assert_eq!(second.name, "CT renamed");
         assert!(Arc::ptr_eq(&first.volume, &second.volume));
         assert_eq!(cache.get(&first.id).unwrap().name, "CT renamed");
         // A caller without a name does not erase the one the volume has.
-        let third = cache.insert(vol(1, 10)).unwrap();
+        let third = cache.insert(vol(1, 10), false).unwrap();
         assert_eq!(third.name, "CT renamed");
         assert_eq!(cache.len(), 1);
     }
@@ -277,16 +284,16 @@ mod tests {
         let cache = VolumeCache::new(40); // two volumes of 10 i16 voxels
         let (a, b, c) = (vol(1, 10), vol(2, 10), vol(3, 10));
         let (ida, idb, idc) = (a.id.clone(), b.id.clone(), c.id.clone());
-        cache.insert(a).unwrap();
-        cache.insert(b).unwrap();
+        cache.insert(a, false).unwrap();
+        cache.insert(b, false).unwrap();
         assert!(cache.get(&idb).is_some());
         assert!(cache.get(&ida).is_some()); // a is now more recent than b
-        cache.insert(c).unwrap();
+        cache.insert(c, false).unwrap();
         assert!(cache.get(&ida).is_some());
         assert!(cache.get(&idb).is_none());
         assert!(cache.get(&idc).is_some());
         assert_eq!(
-            cache.insert(vol(4, 30)).unwrap_err().0,
+            cache.insert(vol(4, 30), false).unwrap_err().0,
             Refused::TooLarge(60)
         );
     }
@@ -294,21 +301,24 @@ mod tests {
     #[test]
     fn evicted_volumes_still_in_use_count_until_released() {
         let cache = VolumeCache::new(40); // two volumes of 10 i16 voxels
-        let a = cache.insert(vol(1, 10)).unwrap();
-        let b = cache.insert(vol(2, 10)).unwrap().id.clone();
+        let a = cache.insert(vol(1, 10), false).unwrap();
+        let b = cache.insert(vol(2, 10), false).unwrap().id.clone();
         cache.get(&a.id);
         cache.get(&b);
         // A call holds `a`: evicting it frees nothing, so after `c` there is no room for `d`.
         let c = vol(3, 10);
         let idc = c.id.clone();
-        cache.insert(c).unwrap();
+        cache.insert(c, false).unwrap();
         cache.get(&idc);
         assert!(cache.get(&a.id).is_none());
-        assert_eq!(cache.insert(vol(4, 20)).unwrap_err().0, Refused::Held(20));
+        assert_eq!(
+            cache.insert(vol(4, 20), false).unwrap_err().0,
+            Refused::Held(20)
+        );
         assert!(cache.get(&idc).is_some(), "a refused insert evicts nothing");
         // The call ends: its volume's memory is free again.
         drop(a);
-        cache.insert(vol(4, 20)).unwrap();
+        cache.insert(vol(4, 20), false).unwrap();
         assert!(cache.get(&idc).is_none());
     }
 
@@ -328,14 +338,20 @@ mod tests {
     #[test]
     fn a_volume_nobody_asked_for_yet_is_not_evicted() {
         let cache = VolumeCache::new(40); // two volumes of 10 i16 voxels
-        let a = cache.insert(vol(1, 10)).unwrap().id.clone();
-        let b = cache.insert(vol(2, 10)).unwrap().id.clone();
+        let a = cache.insert(vol(1, 10), false).unwrap().id.clone();
+        let b = cache.insert(vol(2, 10), false).unwrap().id.clone();
         // Both are fresh: a third must wait rather than push out an upload before its use.
-        assert_eq!(cache.insert(vol(3, 10)).unwrap_err().0, Refused::Held(40));
+        assert_eq!(
+            cache.insert(vol(3, 10), false).unwrap_err().0,
+            Refused::Held(40)
+        );
         assert!(cache.get(&a).is_some());
         // `a` was used: it can go now, `b` still cannot.
-        cache.insert(vol(3, 10)).unwrap();
+        cache.insert(vol(3, 10), false).unwrap();
         assert!(cache.get(&a).is_none());
-        assert!(cache.get(&b).is_some());
+        // A caller that waited long enough may push out a fresh one, the oldest first.
+        assert!(cache.insert(vol(4, 10), false).is_err());
+        cache.insert(vol(4, 10), true).unwrap();
+        assert!(cache.get(&b).is_none());
     }
 }

@@ -38,6 +38,9 @@ pub struct EngineService {
     previews: PreviewStore,
 }
 
+/// How long a new volume waits for volumes not yet asked for before evicting them.
+const FRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long a new volume waits for cache room held by running calls.
 const HELD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -97,7 +100,9 @@ impl EngineService {
         let waited = Instant::now();
         let mut entry = cached;
         let cached = loop {
-            match self.cache.insert(entry) {
+            // Volumes not yet asked for are kept a moment for the clients that sent them,
+            // then they may go too.
+            match self.cache.insert(entry, waited.elapsed() > FRESH_WAIT) {
                 Ok(c) => break c,
                 Err((Refused::Held(_), back)) if waited.elapsed() < HELD_WAIT => {
                     entry = back;
