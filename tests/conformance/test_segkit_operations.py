@@ -26,16 +26,8 @@ from conformance_lib import LATTICE
 PATIENT = "DOE^JANE 1962-03-14"
 
 
-@pytest.fixture(scope="module")
-def binary():
-    b = cl.find_segkit_bin()
-    if b is None or not b.exists():
-        cl.missing("no local segkit binary (cargo build, or set SEGKIT_BIN)")
-    return b
-
-
-def _start(binary, tmp_path, *flags):
-    return cl.start_engine(binary, tmp_path / "engine.log", *flags)
+def _start(segkit_bin, tmp_path, *flags):
+    return cl.start_engine(segkit_bin, tmp_path / "engine.log", *flags)
 
 
 def _log_lines(proc: cl.EngineProcess, want: int, timeout: float = 10.0) -> list[dict]:
@@ -49,12 +41,12 @@ def _log_lines(proc: cl.EngineProcess, want: int, timeout: float = 10.0) -> list
         time.sleep(0.05)
 
 
-def test_json_logs_have_one_line_per_call_and_no_patient_name(pbs, binary, tmp_path):
+def test_json_logs_have_one_line_per_call_and_no_patient_name(pbs, segkit_bin, tmp_path):
     """One JSON object per call with method, volume id, effect, sizes, duration and status;
     the volume's name (here a DICOM patient name) is never written, nor, at the default
     level, an error's message (which may name a file)."""
     pb = pbs.pb
-    proc = _start(binary, tmp_path, "--log-format", "json")
+    proc = _start(segkit_bin, tmp_path, "--log-format", "json")
     try:
         stub = pbs.grpc.EngineStub(cl.open_channel(proc.address))
         arr = (np.arange(np.prod(LATTICE.shape)) % 300 - 100).astype(np.int16).reshape(LATTICE.shape)
@@ -83,11 +75,11 @@ def test_json_logs_have_one_line_per_call_and_no_patient_name(pbs, binary, tmp_p
     assert "DOE" not in text and "JANE" not in text, text
 
 
-def test_requests_above_the_working_memory_are_refused(pbs, binary, tmp_path):
+def test_requests_above_the_working_memory_are_refused(pbs, segkit_bin, tmp_path):
     """A request that describes a huge lattice in a few bytes is refused with
     RESOURCE_EXHAUSTED naming --work-mb, and the engine's memory does not grow."""
     pb = pbs.pb
-    proc = _start(binary, tmp_path, "--work-mb", "256")
+    proc = _start(segkit_bin, tmp_path, "--work-mb", "256")
     try:
         stub = pbs.grpc.EngineStub(cl.open_channel(proc.address))
         geometry = pb.Geometry(size=[2048, 2048, 2048], origin=[0, 0, 0], spacing=[1, 1, 1],
@@ -117,14 +109,14 @@ def _vm_hwm_kb(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc/PID/status")
 
 
-def test_roots_limit_the_files_clients_may_name(pbs, binary, tmp_path):
+def test_roots_limit_the_files_clients_may_name(pbs, segkit_bin, tmp_path):
     """With --root, OpenVolume and Export.path work under the root and are
     PERMISSION_DENIED elsewhere, also through `..` and a symbolic link."""
     pb = pbs.pb
     root, private = tmp_path / "studies", tmp_path / "private"
     root.mkdir()
     private.mkdir()
-    proc = _start(binary, tmp_path, "--root", str(root))
+    proc = _start(segkit_bin, tmp_path, "--root", str(root))
     try:
         stub = pbs.grpc.EngineStub(cl.open_channel(proc.address))
         assert stub.GetEngineInfo(pb.GetEngineInfoRequest(), timeout=10).open_by_path
@@ -155,13 +147,13 @@ def test_roots_limit_the_files_clients_may_name(pbs, binary, tmp_path):
         assert proc.stop() == 0
 
 
-def test_bad_tls_files_stop_the_engine_with_a_clear_error(binary, tmp_path):
+def test_bad_tls_files_stop_the_engine_with_a_clear_error(segkit_bin, tmp_path):
     cert = tmp_path / "cert.pem"
     cert.write_text("not a certificate\n")
-    run = subprocess.run([str(binary), "serve", "--listen", "127.0.0.1:0", "--tls-cert", str(cert),
+    run = subprocess.run([str(segkit_bin), "serve", "--listen", "127.0.0.1:0", "--tls-cert", str(cert),
                           "--tls-key", str(cert)], capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert str(cert) in run.stderr and "PEM" in run.stderr, run.stderr
-    run = subprocess.run([str(binary), "serve", "--tls-cert", str(cert)],
+    run = subprocess.run([str(segkit_bin), "serve", "--tls-cert", str(cert)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "--tls-key" in run.stderr, run.stderr
