@@ -114,6 +114,10 @@ def main() -> None:
         for name, t in med.items():
             if name != "segkit":
                 print(f"ratio {name}/segkit: {t / med['segkit']:.2f}")
+        sizes = {"segkit": out / "segkit.nrrd", "SimpleITK": out / "sitk.nrrd"}
+        sizes = {k: p.stat().st_size for k, p in sizes.items()}
+        print(f"compressed size: segkit {sizes['segkit'] / 1e6:.1f} MB, SimpleITK "
+              f"{sizes['SimpleITK'] / 1e6:.1f} MB ({100 * (sizes['segkit'] / sizes['SimpleITK'] - 1):+.1f}%)")
         if not same:
             sys.exit("segkit's output differs from SimpleITK's")
 

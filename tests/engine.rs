@@ -490,6 +490,35 @@ async fn requests_beyond_the_working_memory_are_refused_before_allocating() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_larger_than_the_cache_are_refused_from_their_header() {
+    // A gzip NRRD declaring 1024^3 int16 voxels (2 GiB) in a few bytes: refused from the
+    // header with the cache named, before any voxel is read or allocated.
+    let dir = tempfile::tempdir().expect("temp folder");
+    let path = dir.path().join("huge.nrrd");
+    let mut bytes = b"NRRD0004\ntype: short\ndimension: 3\nsizes: 1024 1024 1024\n\
+        encoding: gzip\nendian: little\n\n"
+        .to_vec();
+    bytes.extend_from_slice(&[
+        0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    std::fs::write(&path, bytes).unwrap();
+    let engine = TestEngine::start(None).await;
+    let mut client = engine.client().await;
+    let e = client
+        .open_volume(pb::OpenVolumeRequest {
+            path: path.display().to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("2 GiB is above the 64 MiB cache");
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("--cache-mb"), "{}", e.message());
+    assert!(e.message().contains("huge.nrrd"), "{}", e.message());
+    drop(client);
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_outside_the_roots_are_refused() {
     let top = tempfile::tempdir().expect("temp folder");
     let root = top.path().join("studies");

@@ -2,7 +2,9 @@
 //!
 //! The bytes go to a temporary file in the target's directory, which is flushed to disk
 //! and then renamed over the target. If anything fails the temporary file is removed and
-//! the target is left as it was.
+//! the target is left as it was. A process killed between the two (SIGKILL, power loss)
+//! leaves its temporary file behind; the next successful write of the same target
+//! removes the ones whose process is gone.
 
 use crate::error::{Error, Result};
 use std::fs::{self, File};
@@ -34,8 +36,47 @@ where
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
+    } else {
+        remove_orphans(path);
     }
     result
+}
+
+/// Removes the temporary files of `path` left by writers that no longer run (their
+/// process id is in the name; a live process, this one included, keeps its own).
+/// Best effort: where processes cannot be looked up (no `/proc`), nothing is removed.
+fn remove_orphans(path: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.segkit-");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|f| f.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let Some((pid, n)) = rest.split_once('-') else {
+            continue;
+        };
+        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if numeric(pid) && numeric(n) && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes `bytes` to `path` atomically.
@@ -80,6 +121,29 @@ mod tests {
         assert_eq!(fs::read(&target).unwrap(), b"first");
         // No temporary file left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temporary_files_of_writers_that_died_are_removed_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("label.nrrd");
+        // A pid above the kernel's maximum (4194304) never runs; this process does.
+        let dead = dir.path().join(".label.nrrd.segkit-99999999-0.tmp");
+        let alive = dir
+            .path()
+            .join(format!(".label.nrrd.segkit-{}-999.tmp", std::process::id()));
+        let other_target = dir.path().join(".other.nrrd.segkit-99999999-0.tmp");
+        for p in [&dead, &alive, &other_target] {
+            fs::write(p, b"partial").unwrap();
+        }
+        write_bytes_atomic(&target, b"whole").unwrap();
+        assert!(!dead.exists(), "the dead writer's file is removed");
+        assert!(alive.exists(), "a running writer's file is kept");
+        assert!(
+            other_target.exists(),
+            "another target's files are not touched"
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"whole");
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod snapshot;
 pub use atomic::{write_atomic, write_bytes_atomic};
 
 use crate::error::{Error, Result};
-use crate::volume::{AnyVolume, Labelmap, Scalar, Segmentation};
+use crate::volume::{byte_size, AnyVolume, Labelmap, Scalar, Segmentation};
 use std::path::Path;
 
 /// The file formats segkit reads and writes.
@@ -149,26 +149,77 @@ impl<'a> OpenOptions<'a> {
 
     /// Reads `path`, choosing the reader from [`Format::from_path`].
     pub fn open(&self, path: &Path) -> Result<Dataset> {
+        self.plan(path)?.read()
+    }
+
+    /// Reads the headers of `path` only: what it will take in memory is known before the
+    /// voxels are read ([`Planned::bytes`]), so a caller with a memory limit can refuse
+    /// or wait first. [`Planned::read`] then reads the voxels without reading the headers
+    /// of a DICOM series again.
+    pub fn plan(&self, path: &Path) -> Result<Planned<'a>> {
         if !path.exists() {
             return Err(Error::io(
                 path,
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
             ));
         }
-        match Format::from_path(path)? {
-            Format::Nrrd => nrrd::read_volume(path).map(Dataset::Volume),
-            Format::SegNrrd => nrrd::read_segmentation(path).map(Dataset::Segmentation),
-            Format::Nifti => nifti::read_volume(path).map(Dataset::Volume),
-            Format::Dicom => self.open_dicom(path).map(Dataset::Volume),
-        }
+        let format = Format::from_path(path)?;
+        let (series, bytes) = match format {
+            Format::Dicom => {
+                let scan = dicom::scan(&[path.to_path_buf()])?;
+                let series = select_series(path, &scan, self.series.as_deref())?.clone();
+                let bytes = byte_size(&series.size_ijk, series.voxel_type().size());
+                (Some(series), bytes.unwrap_or(u64::MAX))
+            }
+            Format::Nifti => (None, nifti::declared_bytes(path)?),
+            Format::Nrrd | Format::SegNrrd => {
+                let header = nrrd::read_header(path)?;
+                (None, header.data_bytes().unwrap_or(u64::MAX))
+            }
+        };
+        Ok(Planned {
+            path: path.to_path_buf(),
+            format,
+            series,
+            bytes,
+            progress: self.progress,
+        })
+    }
+}
+
+/// A dataset whose headers have been read and whose voxels have not: see
+/// [`OpenOptions::plan`].
+pub struct Planned<'a> {
+    path: std::path::PathBuf,
+    format: Format,
+    series: Option<dicom::Series>,
+    bytes: u64,
+    progress: Option<Progress<'a>>,
+}
+
+impl Planned<'_> {
+    /// The bytes the voxels will take in memory, from the headers (a NIfTI file that
+    /// scales its values counts 4 bytes per voxel).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
-    fn open_dicom(&self, path: &Path) -> Result<AnyVolume> {
-        let scan = dicom::scan(&[path.to_path_buf()])?;
-        let series = select_series(path, &scan, self.series.as_deref())?;
-        match self.progress {
-            Some(p) => series.read_with_progress(p),
-            None => series.read(),
+    /// Reads the voxels.
+    pub fn read(self) -> Result<Dataset> {
+        let path = self.path.as_path();
+        match (self.format, &self.series) {
+            (Format::Nrrd, _) => nrrd::read_volume(path).map(Dataset::Volume),
+            (Format::SegNrrd, _) => nrrd::read_segmentation(path).map(Dataset::Segmentation),
+            (Format::Nifti, _) => nifti::read_volume(path).map(Dataset::Volume),
+            (Format::Dicom, Some(series)) => match self.progress {
+                Some(p) => series.read_with_progress(p),
+                None => series.read(),
+            }
+            .map(Dataset::Volume),
+            (Format::Dicom, None) => Err(Error::NotFound(format!(
+                "{}: no DICOM series was planned",
+                path.display()
+            ))),
         }
     }
 }
@@ -257,6 +308,25 @@ pub fn write(path: &Path, dataset: Dataset, source: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plans_know_the_size_before_the_voxels_are_read() {
+        use crate::volume::{Geometry, Volume};
+        let dir = tempfile::tempdir().unwrap();
+        let v: AnyVolume = Volume::new(
+            ndarray::Array3::<i16>::zeros((4, 3, 2)),
+            Geometry::default(),
+        )
+        .into();
+        for name in ["v.nrrd", "v.nii.gz", "v.nii", "v.seg.nrrd"] {
+            let path = dir.path().join(name);
+            write(&path, Dataset::Volume(v.clone()), Path::new("test")).unwrap();
+            let planned = OpenOptions::new().plan(&path).unwrap();
+            let expected = if name.ends_with(".seg.nrrd") { 24 } else { 48 };
+            assert_eq!(planned.bytes(), expected, "{name}");
+            planned.read().unwrap();
+        }
+    }
 
     #[test]
     fn formats_follow_the_extension() {

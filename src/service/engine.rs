@@ -578,10 +578,23 @@ impl EngineService {
             return Err(EngineError::bad("open: path is empty"));
         }
         let path = self.paths.readable(Path::new(&req.path))?;
+        let series = (!req.series.is_empty()).then(|| req.series.clone());
+        // The headers first: a volume larger than the cache is refused before it is read,
+        // and the read waits for working memory like an upload.
+        let planned = blocking(move || Ok(OpenOptions::new().series(series).plan(&path)?)).await?;
+        let (bytes, cache_limit) = (planned.bytes(), self.cache.limit_bytes());
+        if bytes > cache_limit {
+            return Err(EngineError::TooLarge(format!(
+                "{}: the volume needs {bytes} bytes, more than the engine's cache of \
+                 {cache_limit} bytes (segkit serve --cache-mb)",
+                req.path
+            )));
+        }
+        let permit = self.work.reserve(bytes, "opening the volume").await?;
         let this = self.clone();
         let vref = blocking(move || {
-            let series = (!req.series.is_empty()).then(|| req.series.clone());
-            let volume = OpenOptions::new().series(series).open(&path)?.into_volume();
+            let volume = planned.read()?.into_volume();
+            drop(permit);
             this.cache_volume(volume, req.path.clone(), Vec::new())
         })
         .await?;

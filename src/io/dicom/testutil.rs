@@ -31,6 +31,8 @@ pub(crate) struct Slice {
     pub transfer_syntax: &'static str,
     /// Store 16-bit pixel data as OW words (else as OB bytes).
     pub as_words: bool,
+    /// Encapsulated pixel data: these fragments (one frame each) instead of `words`.
+    pub fragments: Option<Vec<Vec<u8>>>,
 }
 
 impl Default for Slice {
@@ -54,6 +56,7 @@ impl Default for Slice {
             words: vec![0, 1, 2, 3, 4, 5],
             transfer_syntax: uids::EXPLICIT_VR_LITTLE_ENDIAN,
             as_words: true,
+            fragments: None,
         }
     }
 }
@@ -167,6 +170,11 @@ impl Slice {
     }
 
     fn pixel_element(&self) -> DataElement<InMemDicomObject> {
+        if let Some(fragments) = &self.fragments {
+            use dicom::core::value::{PixelFragmentSequence, Value};
+            let sequence = PixelFragmentSequence::new(Vec::<u32>::new(), fragments.clone());
+            return DataElement::new(Tag(0x7FE0, 0x0010), VR::OB, Value::PixelSequence(sequence));
+        }
         let value = match (self.bits_allocated, self.as_words) {
             (8, _) => PrimitiveValue::U8(self.words.iter().map(|&w| w as u8).collect()),
             (16, true) => PrimitiveValue::U16(self.words.iter().map(|&w| w as u16).collect()),

@@ -37,7 +37,7 @@ mod xform;
 
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
-use crate::volume::{AnyVolume, Geometry, Scalar, ScalarType, Volume, MAX_VOLUME_BYTES};
+use crate::volume::{byte_size, AnyVolume, Geometry, Scalar, ScalarType, Volume, MAX_VOLUME_BYTES};
 use flate2::read::MultiGzDecoder;
 use header::{Endian, Header, Layout, Magic, HEADER_BYTES, SINGLE_FILE_VOX_OFFSET};
 use ndarray::Array3;
@@ -96,6 +96,21 @@ pub fn read_volume(path: &Path) -> Result<AnyVolume> {
         &layout,
         path,
     )
+}
+
+/// The bytes a volume read from `path` will take in memory, from its header alone: the
+/// stored voxel size, or 4 bytes per voxel when the header scales the values (they may
+/// come back as `f32`). Errors are [`read_volume`]'s for a bad header.
+pub fn declared_bytes(path: &Path) -> Result<u64> {
+    let (mut input, _) = open(path)?;
+    let header = read_header(&mut input, path)?;
+    let layout = header.layout(path)?;
+    let voxel = if header.scaling().is_some() {
+        layout.scalar.size().max(4)
+    } else {
+        layout.scalar.size()
+    };
+    Ok(byte_size(&layout.size, voxel).unwrap_or(u64::MAX))
 }
 
 /// Writes a volume as NIfTI-1: `.nii`, or `.nii.gz` (gzip) when the name ends in `.gz`.
