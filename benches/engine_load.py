@@ -14,7 +14,7 @@ Kills (--kills N): N engines SIGKILLed at random points of an export over an exi
 The same code runs small in the test suite (tests/load). Usage:
 
     .venv/bin/python benches/engine_load.py [--clients 16] [--requests 100]
-        [--sizes 128x128x128,160x160x128,192x192x128,256x256x128] [--cache-mb 24]
+        [--sizes 128x128x128,160x160x128,192x192x128,256x256x128] [--cache-mb 24] [--work-mb N]
         [--kills 0] [--segkit target/release/segkit]
 """
 
@@ -46,7 +46,8 @@ def run_load(a, tmp: Path) -> int:
     paths = lk.save_volumes(specs, tmp / "volumes")
     arrays = [np.load(p) for p in paths]
     volume_mb = sum(x.nbytes for x in arrays) / (1 << 20)
-    engine = cl.start_engine(a.segkit, tmp / "engine.log", "--cache-mb", str(a.cache_mb))
+    limits = ["--cache-mb", str(a.cache_mb)] + (["--work-mb", str(a.work_mb)] if a.work_mb else [])
+    engine = cl.start_engine(a.segkit, tmp / "engine.log", *limits)
     try:
         pbs = lk._import_stubs(str(tmp / "stubs"))
         t = time.monotonic()
@@ -60,6 +61,11 @@ def run_load(a, tmp: Path) -> int:
         print(report.summary())
         print(f"engine peak RSS (VmHWM) {peak:.0f} MiB with --cache-mb {a.cache_mb} "
               f"({peak / a.cache_mb:.1f}x the cache); RSS now {lk.rss_mib(engine.proc.pid):.0f} MiB")
+        if a.work_mb:
+            # The README's plan: cache + work + previews (as large as the cache) + ~100 MB.
+            cap = 2 * a.cache_mb + a.work_mb + 100
+            print(f"memory plan cache + work + previews + 100 = {cap} MiB: peak is "
+                  f"{100 * peak / cap:.0f}% of it")
         for o in report.failed[:5]:
             print(f"  failed: client {o.client} {o.key}: {o.error}")
         for o in report.mixed_up[:5]:
@@ -102,6 +108,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="128x128x128,160x160x128,192x192x128,256x256x128",
                     help="volume sizes i x j x k, comma-separated")
     ap.add_argument("--cache-mb", type=int, default=24)
+    ap.add_argument("--work-mb", type=int, default=0, help="the engine's --work-mb (default: its own)")
     ap.add_argument("--kills", type=int, default=0, help="also SIGKILL this many engines during exports")
     ap.add_argument("--no-load", action="store_true", help="only the kills")
     ap.add_argument("--seed", type=int, default=1)

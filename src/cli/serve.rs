@@ -61,6 +61,22 @@ fn ignore_file_size_signal() {
     }
 }
 
+/// Volumes and masks are buffers of megabytes that calls allocate and free all the time,
+/// on many threads. glibc serves allocations below its mmap threshold from per-thread
+/// arenas and keeps what is freed there; the threshold rises by itself (up to 32 MiB)
+/// after large frees, so after a load the engine held three times its working set (16
+/// clients: 1019 MiB resident once idle, 1122 MiB peak, with --cache-mb 24 --work-mb
+/// 256). A fixed 1 MiB threshold maps every large buffer on its own and unmaps it when
+/// freed: 112 MiB once idle, 498 MiB peak, in the same load.
+fn return_freed_buffers_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a glibc tuning value; it is called before any thread of
+    // the engine starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 /// Logs go to stderr (stdout carries the "listening on" line that scripts read).
 fn init_logs(format: LogFormat) -> Result<()> {
     use tracing_subscriber::filter::LevelFilter;
@@ -89,6 +105,7 @@ fn init_logs(format: LogFormat) -> Result<()> {
 }
 
 pub fn run(args: &ServeArgs) -> Result<()> {
+    return_freed_buffers_to_the_system();
     let defaults = ServeConfig::new(args.listen);
     let config = ServeConfig {
         cache_bytes: args.cache_mb.saturating_mul(1 << 20),
