@@ -5,12 +5,25 @@ application for the whole call. Here the engine call runs on a thread; the Qt si
 a timer, polls `done`, reads `progress` for a status line, and takes the result with
 `outcome()` on the main thread, where MRML may be touched. The function given must not
 touch VTK or MRML objects.
+
+In Slicer the GUI thread holds Python's interpreter lock while it idles: the worker runs
+Python only while the GUI thread runs Python too (the timer's slot hands the lock over),
+and each time the worker releases the lock (a socket wait inside gRPC) it waits for the
+next slot to get it back. The poll period (`POLL_MS`) is therefore also the worker's
+price per wait; the heavy numpy work of a call (encoding the request, decoding the
+answer) runs on the GUI thread instead, see `PreparedEffect.encode`.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Callable, Optional, Tuple
+
+# While a call runs the GUI polls it this often. 20 ms, not 100: a gRPC call waits for the
+# interpreter lock about three times (health check, completion, result), each up to one
+# period under Slicer (tests/test_extension_gil.py); a slot that reads a flag 50 times a
+# second costs the GUI nothing noticeable.
+POLL_MS = 20
 
 
 class BackgroundCall:

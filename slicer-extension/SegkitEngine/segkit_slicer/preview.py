@@ -73,7 +73,8 @@ class PreviewController:
 
     def prepare_start(self) -> PreparedEffect:
         """Main thread: reads what the session starts from."""
-        prepared = self.logic.prepare(self.context, self.effect, self.parameters)
+        # Encoded here, on the GUI thread (see PreparedEffect.encode).
+        prepared = self.logic.prepare(self.context, self.effect, self.parameters).encode()
         if not prepared.segments:
             # The effect reads segments (its schema says so); this is a safeguard.
             raise ValueError(f"{prepared.effect} needs segments to start a preview")
@@ -83,7 +84,7 @@ class PreviewController:
     def start_request(self, prepared: PreparedEffect):
         from .proto.segkit.v1 import engine_pb2 as pb
 
-        base = prepared.request()
+        base = prepared.encoded if prepared.encoded is not None else prepared.request()
         req = pb.StartPreviewRequest(effect=base.effect,
                                      selected_segment_id=base.selected_segment_id,
                                      result_encoding=base.result_encoding)
@@ -214,12 +215,13 @@ class PreviewController:
     # -- Apply / Cancel -----------------------------------------------------------------------------
 
     def fetch_apply(self):
-        """Any thread: the modifiers that write the last preview (closes the session)."""
+        """Any thread: the modifiers that write the last preview (closes the session),
+        still encoded: `commit_apply` decodes them on the GUI thread."""
         if self.session_id is None:
             raise RuntimeError("no preview is open: initialize it first")
         reply = self.logic.client.apply_preview(self.session_id)
         self.session_id = None
-        return self.logic.result_from_reply(self.prepared, reply)
+        return self.logic.result_from_reply(self.prepared, reply, decode=False)
 
     def commit_apply(self, result) -> List[str]:
         """Main thread: writes the preview into the segments (one undo step, the user's

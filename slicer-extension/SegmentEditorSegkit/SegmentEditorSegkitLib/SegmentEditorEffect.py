@@ -36,10 +36,9 @@ import vtk
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
 from segkit_slicer import schema
-from segkit_slicer.background import BackgroundCall
+from segkit_slicer.background import POLL_MS, BackgroundCall
 from segkit_slicer.logic import EditorContext, markups_points_ijk
 
-POLL_MS = 100
 AUTO_UPDATE_MS = 1000   # Slicer's auto-complete waits this long after a segment changes
 ENGINE_EFFECT = "EngineEffect"   # parameter: the engine effect shown
 DEFAULT_ENGINE_EFFECT = "Threshold"
@@ -738,8 +737,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             pointsIjk = None
             if pointIjk is None and self.spec.needs_point_list(values):
                 pointsIjk = self.pointListIjk(context)
+            # Encoded here and decoded in commit, on this (GUI) thread: in Slicer it holds
+            # the interpreter lock, and the worker would wait for it after every numpy call.
             prepared = logic.prepare(context, self.spec.name, self.spec.request_parameters(values),
-                                     pointIjk, pointsIjk)
+                                     pointIjk, pointsIjk).encode()
             stamp = self.resultStamp()
         except Exception as e:
             slicer.util.errorDisplay(f"{self.spec.title}: {e}")
@@ -765,7 +766,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 text += f"; new {kind} \"{name}\" ({output.node_id})"
             self.resultLabel.text = text
 
-        self.startCall(lambda report: logic.run(prepared, on_progress=report), onDone, f"{self.spec.title}: running...")
+        self.startCall(lambda report: logic.run(prepared, on_progress=report, decode=False), onDone,
+                       f"{self.spec.title}: running...")
 
     def pointListIjk(self, context):
         """The chosen point list's defined points as indices of the reference geometry."""
