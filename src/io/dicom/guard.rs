@@ -198,9 +198,12 @@ impl<R: Read + Seek> Walker<'_, R> {
         };
         let tag = Tag(self.u16([t[0], t[1]]), self.u16([t[2], t[3]]));
         if tag.group() == 0xFFFE {
-            // Item delimiter (or a stray delimiter): its length is 0.
+            // Item delimiter (or a stray delimiter): its length is 0. A stray one at the
+            // top level ends nothing: dicom-parser reads on past it, so the walk must too
+            // (found by fuzzing: the elements after it went unchecked, and a 3 GB length
+            // there was allocated).
             let _ = self.bytes::<4>()?;
-            return Ok(if tag.element() == 0xE00D {
+            return Ok(if tag.element() == 0xE00D && !top {
                 Step::Done
             } else {
                 Step::Continue
@@ -428,6 +431,22 @@ mod tests {
         let err = check(&ds).unwrap_err();
         assert!(
             err.contains("(0008,1115) declares 3758161918 bytes but only 4 remain"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_stray_item_delimiter_at_the_top_level_does_not_end_the_walk() {
+        // Found by fuzzing (dicom_series): dicom-parser reads on past a top-level item
+        // delimiter, so the lengths after it must be checked too.
+        let mut ds = element((0x0008, 0x0060), b"CS", b"CT");
+        ds.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        let mut bad = element((0x0009, 0x0010), b"OB", &[0; 4]);
+        bad[8..12].copy_from_slice(&3_217_620_904u32.to_le_bytes());
+        ds.extend(bad);
+        let err = check(&ds).unwrap_err();
+        assert!(
+            err.contains("(0009,0010) declares 3217620904 bytes"),
             "{err}"
         );
     }
