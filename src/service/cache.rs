@@ -44,6 +44,10 @@ struct Inner {
     /// clients share a small cache (else it could be evicted before the first call that
     /// names it, and the client would upload it again and again).
     fresh: HashMap<String, Instant>,
+    /// Room promised to volumes on their way in ([`Reservation`]): an upload reserves
+    /// its volume's size before it receives a byte, so what it holds counts against the
+    /// limit from the start and it never waits for room with the voxels in hand.
+    reserved: u64,
 }
 
 /// How long a volume nobody has asked for yet is kept from eviction.
@@ -119,8 +123,9 @@ impl VolumeCache {
     /// Adds a volume, evicting the least recently used ones to stay under the limit.
     ///
     /// The limit counts evicted volumes that calls in flight still use (their memory is
-    /// not freed until those calls end), so the engine's volumes never exceed it.
-    /// A refused volume comes back with the reason.
+    /// not freed until those calls end) and room reserved for volumes on their way in,
+    /// so the engine's volumes never exceed it. A refused volume comes back with the
+    /// reason.
     ///
     /// With `evict_fresh` false, volumes nobody has asked for yet are not evicted (the
     /// caller waits a little for their clients to use them); with true they go last.
@@ -134,6 +139,49 @@ impl VolumeCache {
             return Err((Refused::TooLarge(bytes), v));
         }
         let mut inner = self.lock();
+        self.insert_locked(&mut inner, v, evict_fresh)
+    }
+
+    /// Reserves room for a volume of `bytes` that is on its way in, evicting as
+    /// [`Self::insert`] does; [`Self::insert_reserved`] then adds it without waiting.
+    /// Dropping the reservation gives the room back.
+    pub fn reserve(
+        self: &Arc<Self>,
+        bytes: u64,
+        evict_fresh: bool,
+    ) -> Result<Reservation, Refused> {
+        if bytes > self.limit_bytes {
+            return Err(Refused::TooLarge(bytes));
+        }
+        let mut inner = self.lock();
+        self.make_room(&mut inner, bytes, evict_fresh)?;
+        inner.reserved += bytes;
+        Ok(Reservation {
+            cache: self.clone(),
+            bytes,
+        })
+    }
+
+    /// Adds a volume in the room `room` reserved (or more room, found as
+    /// [`Self::insert`] finds it, if the volume is larger than announced).
+    pub fn insert_reserved(
+        &self,
+        v: CachedVolume,
+        mut room: Reservation,
+    ) -> Result<Arc<CachedVolume>, (Refused, CachedVolume)> {
+        let mut inner = self.lock();
+        inner.reserved -= room.bytes;
+        room.bytes = 0;
+        self.insert_locked(&mut inner, v, true)
+    }
+
+    fn insert_locked(
+        &self,
+        inner: &mut Inner,
+        v: CachedVolume,
+        evict_fresh: bool,
+    ) -> Result<Arc<CachedVolume>, (Refused, CachedVolume)> {
+        let bytes = v.bytes();
         inner.clock += 1;
         let now = inner.clock;
         if let Some((existing, used)) = inner.entries.get_mut(&v.id) {
@@ -159,12 +207,26 @@ impl VolumeCache {
             inner.fresh.insert(existing.id.clone(), Instant::now());
             return Ok(existing);
         }
-        let mut held = inner.held_bytes();
-        // Cached entries can go, but neither evicted volumes still in use nor fresh ones:
-        // refuse before evicting anything when evicting all others would not do.
+        if let Err(refused) = self.make_room(inner, bytes, evict_fresh) {
+            return Err((refused, v));
+        }
+        let arc = Arc::new(v);
+        inner.bytes += bytes;
+        inner.entries.insert(arc.id.clone(), (arc.clone(), now));
+        inner.fresh.insert(arc.id.clone(), Instant::now());
+        Ok(arc)
+    }
+
+    /// Evicts least recently used volumes until `bytes` more fit beside the cached, held
+    /// and reserved ones; refuses before evicting anything when evicting all that may go
+    /// would not do.
+    fn make_room(&self, inner: &mut Inner, bytes: u64, evict_fresh: bool) -> Result<(), Refused> {
+        let mut held = inner.held_bytes() + inner.reserved;
+        // Cached entries can go, but neither evicted volumes still in use, reserved room,
+        // nor fresh ones.
         let kept = held + if evict_fresh { 0 } else { inner.fresh_bytes() };
         if kept + bytes > self.limit_bytes {
-            return Err((Refused::Held(kept), v));
+            return Err(Refused::Held(kept));
         }
         while inner.bytes + held + bytes > self.limit_bytes {
             let fresh = &inner.fresh;
@@ -189,13 +251,9 @@ impl VolumeCache {
             }
         }
         if inner.bytes + held + bytes > self.limit_bytes {
-            return Err((Refused::Held(held), v));
+            return Err(Refused::Held(held));
         }
-        let arc = Arc::new(v);
-        inner.bytes += bytes;
-        inner.entries.insert(arc.id.clone(), (arc.clone(), now));
-        inner.fresh.insert(arc.id.clone(), Instant::now());
-        Ok(arc)
+        Ok(())
     }
 
     /// Number of volumes held.
@@ -206,6 +264,21 @@ impl VolumeCache {
     /// True when no volume is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Room in the cache for a volume on its way in; see [`VolumeCache::reserve`].
+#[derive(Debug)]
+pub struct Reservation {
+    cache: Arc<VolumeCache>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.cache.lock().reserved -= self.bytes;
+        }
     }
 }
 
@@ -320,6 +393,33 @@ mod tests {
         drop(a);
         cache.insert(vol(4, 20), false).unwrap();
         assert!(cache.get(&idc).is_none());
+    }
+
+    #[test]
+    fn reserved_room_counts_until_the_volume_arrives_or_the_reservation_goes() {
+        let cache = Arc::new(VolumeCache::new(40)); // vol(_, n) holds 2n bytes
+        let a = cache.insert(vol(1, 10), false).unwrap().id.clone();
+        cache.get(&a);
+        // An upload of 30 bytes reserves its room before its bytes arrive: `a` goes.
+        let room = cache.reserve(30, false).unwrap();
+        assert!(cache.get(&a).is_none());
+        // The reserved room is not given to anyone else.
+        assert_eq!(cache.reserve(30, true).unwrap_err(), Refused::Held(30));
+        let b = cache.insert(vol(2, 5), false).unwrap().id.clone();
+        assert_eq!(
+            cache.insert(vol(3, 5), false).unwrap_err().0,
+            Refused::Held(40)
+        );
+        // The volume arrives in its room, without evicting `b`.
+        let c = cache.insert_reserved(vol(4, 15), room).unwrap().id.clone();
+        assert!(cache.get(&b).is_some() && cache.get(&c).is_some());
+        // A reservation dropped (client gone mid-upload) gives its room back.
+        let room = cache.reserve(10, true).unwrap();
+        assert!(cache.get(&b).is_none(), "the least recently used made room");
+        drop(room);
+        cache.insert(vol(5, 5), true).unwrap();
+        assert!(cache.get(&c).is_some());
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! blocking pool, and encodes the answer.
 
 use super::budget::{effect_bytes, export_bytes, WorkBudget, WorkPermit};
-use super::cache::{volume_id, CachedVolume, Refused, VolumeCache};
+use super::cache::{volume_id, CachedVolume, Refused, Reservation, VolumeCache};
 use super::call::Call;
 use super::codec::{self, geometry_from_pb, geometry_to_pb, mask_from_pb, mask_to_pb};
 use super::paths::PathPolicy;
@@ -85,6 +85,18 @@ impl EngineService {
         name: String,
         warnings: Vec<String>,
     ) -> Result<pb::VolumeRef, EngineError> {
+        self.cache_volume_in(volume, name, warnings, None)
+    }
+
+    /// Caches a volume, in the room `room` reserved for it if given (it never waits
+    /// then), else waiting for room as [`Self::cache_room`] does.
+    fn cache_volume_in(
+        &self,
+        volume: AnyVolume,
+        name: String,
+        warnings: Vec<String>,
+        room: Option<Reservation>,
+    ) -> Result<pb::VolumeRef, EngineError> {
         let (minimum_value, maximum_value) = volume.min_max().unwrap_or((0.0, 0.0));
         let id = volume_id(&volume);
         let cached = CachedVolume {
@@ -95,6 +107,13 @@ impl EngineService {
             maximum_value,
             warnings,
         };
+        if let Some(room) = room {
+            return self
+                .cache
+                .insert_reserved(cached, room)
+                .map(|c| volume_ref(&c))
+                .map_err(|(refused, _)| self.refused(refused));
+        }
         // Room held by evicted volumes that running calls still use comes back when those
         // calls end: wait for it a while rather than fail the request.
         let waited = Instant::now();
@@ -108,23 +127,43 @@ impl EngineService {
                     entry = back;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err((Refused::TooLarge(bytes), _)) => {
-                    return Err(EngineError::TooLarge(format!(
-                        "volume of {bytes} bytes is larger than the engine's cache of {} bytes (segkit serve --cache-mb)",
-                        self.cache.limit_bytes()
-                    )))
-                }
-                Err((Refused::Held(held), _)) => {
-                    return Err(EngineError::TooLarge(format!(
-                        "no room in the engine's cache of {} bytes: {held} bytes are volumes that running \
-                         calls still use (waited {} s); retry later or raise segkit serve --cache-mb",
-                        self.cache.limit_bytes(),
-                        HELD_WAIT.as_secs()
-                    )))
-                }
+                Err((refused, _)) => return Err(self.refused(refused)),
             }
         };
         Ok(volume_ref(&cached))
+    }
+
+    /// Reserves cache room for a volume of `bytes` before it is received or read, waiting
+    /// as [`Self::cache_volume`] does for room that running calls, uploads in progress and
+    /// volumes not yet asked for hold. The volume's memory then counts against
+    /// `--cache-mb` from its first byte, and nothing waits with voxels in hand.
+    async fn cache_room(&self, bytes: u64) -> Result<Reservation, EngineError> {
+        let waited = Instant::now();
+        loop {
+            match self.cache.reserve(bytes, waited.elapsed() > FRESH_WAIT) {
+                Ok(room) => return Ok(room),
+                Err(Refused::Held(_)) if waited.elapsed() < HELD_WAIT => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(refused) => return Err(self.refused(refused)),
+            }
+        }
+    }
+
+    fn refused(&self, refused: Refused) -> EngineError {
+        match refused {
+            Refused::TooLarge(bytes) => EngineError::TooLarge(format!(
+                "volume of {bytes} bytes is larger than the engine's cache of {} bytes (segkit serve --cache-mb)",
+                self.cache.limit_bytes()
+            )),
+            Refused::Held(held) => EngineError::TooLarge(format!(
+                "no room in the engine's cache of {} bytes: {held} bytes are volumes that running \
+                 calls still use or that are being uploaded (waited {} s); retry later or raise \
+                 segkit serve --cache-mb",
+                self.cache.limit_bytes(),
+                HELD_WAIT.as_secs()
+            )),
+        }
     }
 }
 
@@ -522,7 +561,9 @@ impl EngineService {
                 self.cache.limit_bytes()
             )));
         }
-        // The received bytes, then the volume made from them.
+        // Its room in the cache first (nothing received yet), then working memory for the
+        // received bytes and the volume made from them.
+        let room = self.cache_room(expected).await?;
         let permit = self.work.reserve(2 * expected, "upload").await?;
         // The size is checked against the cache limit: allocating it is bounded.
         let mut data: Vec<u8> = Vec::with_capacity(expected as usize);
@@ -559,10 +600,8 @@ impl EngineService {
         let vref = blocking(move || {
             let volume = codec::volume_from_bytes(size, geometry, scalar, &data)?;
             drop(data);
-            // The permit goes before the volume waits for cache room: room comes back when
-            // running effects end, and they may be waiting for this permit's compute slot.
             drop(permit);
-            this.cache_volume(volume, name, Vec::new())
+            this.cache_volume_in(volume, name, Vec::new(), Some(room))
         })
         .await?;
         call.volume(&vref.volume_id);
@@ -590,12 +629,13 @@ impl EngineService {
                 req.path
             )));
         }
+        let room = self.cache_room(bytes).await?;
         let permit = self.work.reserve(bytes, "opening the volume").await?;
         let this = self.clone();
         let vref = blocking(move || {
             let volume = planned.read()?.into_volume();
             drop(permit);
-            this.cache_volume(volume, req.path.clone(), Vec::new())
+            this.cache_volume_in(volume, req.path.clone(), Vec::new(), Some(room))
         })
         .await?;
         call.volume(&vref.volume_id);
