@@ -92,6 +92,23 @@ def joint_answer(request, source):
     return reply
 
 
+def split_info():
+    """Like Islands' split to segments: one new segment per visible segment."""
+    return pb.EffectInfo(name="FakeSplit", cli_name="fake-split", title="Fake split",
+                         help="Adds a copy of every visible segment as a new segment.",
+                         inputs=[SELECTED, VISIBLE])
+
+
+def split_answer(request, source):
+    masks = _segments(request)
+    reply = pb.ApplyEffectResponse()
+    for s in request.segments:
+        if s.visible:
+            reply.modifiers.add(mode=pb.MODIFICATION_MODE_SET, mask=mask_to_pb(masks[s.id], _lattice(request)),
+                                new_segment=True, new_segment_name=f"{s.name} copy")
+    return reply
+
+
 def mask_volume_info():
     """Like Mask volume: a new volume, no modifier."""
     info = pb.EffectInfo(name="FakeMaskVolume", cli_name="fake-mask-volume", title="Fake mask volume",
@@ -117,6 +134,7 @@ class FakeClient:
         self.effects: Dict[str, tuple] = {
             "FakeLogical": (logical_info(), logical_answer),
             "FakeJoint": (joint_info(), joint_answer),
+            "FakeSplit": (split_info(), split_answer),
             "FakeMaskVolume": (mask_volume_info(), self._mask_volume_answer),
         }
 

@@ -32,6 +32,11 @@ class Widget:
     def connect(self, signal, slot):
         self._slots.setdefault(signal.split("(")[0], []).append(slot)
 
+    def disconnect(self, signal, slot):
+        slots = self._slots.get(signal.split("(")[0], [])
+        if slot in slots:
+            slots.remove(slot)
+
     def emit(self, name, *args):
         if not self._blocked:
             for slot in self._slots.get(name, []):
@@ -182,6 +187,21 @@ class Timer(Widget):
         self.emit("timeout")
 
 
+class Application:
+    """QApplication's override-cursor stack."""
+
+    cursors: List[object] = []
+
+    @classmethod
+    def setOverrideCursor(cls, cursor):
+        cls.cursors.append(cursor)
+
+    @classmethod
+    def restoreOverrideCursor(cls):
+        if cls.cursors:
+            cls.cursors.pop()
+
+
 class Settings:
     store: Dict[str, object] = {}
 
@@ -203,8 +223,11 @@ def make_qt_module():
     qt.QCheckBox = CheckBox
     qt.QTimer = Timer
     qt.QSettings = Settings
+    qt.QApplication = Application
+    qt.QCursor = lambda shape: ("cursor", shape)
+    Application.cursors = []
     qt.QLineEdit.Password = 2
-    qt.Qt = types.SimpleNamespace(ToolTipRole=3)
+    qt.Qt = types.SimpleNamespace(ToolTipRole=3, BusyCursor=16)
     return qt
 
 

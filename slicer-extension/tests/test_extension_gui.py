@@ -201,6 +201,37 @@ def test_a_result_is_dropped_when_the_state_changed_meanwhile(gui, monkeypatch, 
     assert (world.mask("lungs") != 0).sum() > 100000
 
 
+def test_busy_cursor_while_the_engine_works_and_cleanup_lets_the_effect_go(gui, monkeypatch, scene_volume,
+                                                                           expert, logic):
+    scene, volume = scene_volume
+    world = ref.World(scene, volume, "effect cursor and cleanup")
+    world.select("lungs")
+    effect, scripted = make_effect(world, logic, monkeypatch)
+    assert fake.Application.cursors == []
+    effect.rows["MinimumThreshold"][1].value = -1024
+    effect.rows["MaximumThreshold"][1].value = -500
+    effect.onApply()
+    assert fake.Application.cursors == [("cursor", 16)]     # Qt::BusyCursor while it runs
+    run_until_idle(effect)
+    assert fake.Application.cursors == [] and effect.resultLabel.text.startswith("Done in")
+
+    # Slicer deletes the effect (scene closed) while a call runs: the call is cancelled,
+    # the cursor restored, the timers stopped and disconnected, the observers removed.
+    effect.rows["MaximumThreshold"][1].value = -300
+    before = world.mask("lungs").copy()
+    effect.onApply()
+    call = effect.call
+    assert call is not None
+    effect.cleanup()
+    assert effect.call is None and fake.Application.cursors == []
+    assert not effect.timer.active and not effect.autoUpdateTimer.active
+    assert effect.timer._slots.get("timeout") == [] and effect.autoUpdateTimer._slots.get("timeout") == []
+    assert effect.observedSegmentation is None
+    call.wait(60)
+    effect.timer.fire()                  # nothing is connected any more: nothing lands
+    assert np.array_equal(world.mask("lungs"), before)
+
+
 def test_a_new_engine_is_listed_off_the_gui_thread_before_anything_runs(gui, monkeypatch, scene_volume, engine,
                                                                         logic):
     """After the address or token changes the module makes a new EngineLogic; its first

@@ -140,6 +140,32 @@ def test_one_undo_restores_every_segment(small):
         assert np.array_equal(mask, changed[sid]), sid
 
 
+def test_new_segments_are_added_in_one_batch_of_node_events(small):
+    # Slicer's views and segment lists redraw on every event of the segmentation node: a
+    # result that adds many segments sends them once, at the end (NodeModify batching).
+    import vtk
+
+    (world,) = worlds(small, 1)
+    logic = fake_logic()
+    before = masks(world)
+    events = []
+    tags = [world.seg.AddObserver(vtk.vtkCommand.AnyEvent, lambda caller, event: events.append(event))]
+    try:
+        result = logic.apply("FakeSplit", {}, world.volume, world.seg, "a", world.editor)
+    finally:
+        for tag in tags:
+            world.seg.RemoveObserver(tag)
+    assert len(result.changed_segment_ids) == 3
+    names = [world.seg.GetSegmentation().GetSegment(sid).GetName() for sid in result.changed_segment_ids]
+    assert names == ["A copy", "B copy", "C copy"]
+    for sid, new in zip(("a", "b", "c"), result.changed_segment_ids):
+        # Overwrite mode "all segments": later copies take their voxels from earlier ones.
+        assert world.mask(new).any() and not (world.mask(new) & ~before[sid].astype(bool)).any()
+    # One event of each kind the segmentation node sends (modified, segment added, segment
+    # modified, ...), 4 in all; 22 without the batch.
+    assert len(events) <= 4, events
+
+
 @pytest.mark.parametrize("operation, node_class, suffix", [
     ("FILL_OUTSIDE", "vtkMRMLScalarVolumeNode", "masked"),
     ("FILL_INSIDE_AND_OUTSIDE", "vtkMRMLLabelMapVolumeNode", "label"),

@@ -751,34 +751,17 @@ class EngineLogic:
             selected = context.selected_segment_id
             # One undo step for the whole result, however many segments it changes.
             context.save_state_for_undo()
-            for m in result.modifiers:
-                image = new_image(lattice, start, m.mask)
-                existing = (named_segment_id(context.segmentation_node, m.new_segment_name)
-                            if m.new_segment and m.reuse_named_segment else None)
-                if existing:
-                    target = existing
-                elif m.new_segment:
-                    target = add_segment_in_layer(context.segmentation_node, selected,
-                                                  m.new_segment_name or "Segment")
-                    describe_segment(context.segmentation_node, target, m.new_segment_color,
-                                     m.new_segment_terminology)
-                elif m.target_segment_id:
-                    target = m.target_segment_id
-                else:
-                    target = selected
-                node = context.editor_node() if m.overwrite_mode is not None else None
-                old = node.GetOverwriteMode() if node is not None else None
-                if node is not None:
-                    # As Slicer's joint smoothing: this write uses its own overwrite mode.
-                    node.SetOverwriteMode(int(m.overwrite_mode))
-                try:
-                    context.modify_segment(target, image, m.mode, selected=target == selected,
-                                           bypass_masking=m.bypass_masking)
-                finally:
-                    if node is not None:
-                        node.SetOverwriteMode(old)
-                if target not in changed:
-                    changed.append(target)
+            # One batch of node events too (as slicer.util.NodeModify): views and segment
+            # lists redraw once, not after every segment added or changed.
+            seg_node = context.segmentation_node
+            was_modifying = seg_node.StartModify()
+            try:
+                for m in result.modifiers:
+                    changed_here = self._commit_modifier(context, m, lattice, start, selected)
+                    if changed_here not in changed:
+                        changed.append(changed_here)
+            finally:
+                seg_node.EndModify(was_modifying)
         result.changed_segment_ids = changed
         for output in result.volumes:
             if output.node_id:
@@ -787,6 +770,35 @@ class EngineLogic:
             output.node_id = node.GetID()
             context.volume_added(node, output)
         return changed
+
+    def _commit_modifier(self, context: EditorContext, m: "Modifier", lattice, start, selected: str) -> str:
+        """Applies one modifier (in `commit`'s batch); answers the segment it changed."""
+        image = new_image(lattice, start, m.mask)
+        existing = (named_segment_id(context.segmentation_node, m.new_segment_name)
+                    if m.new_segment and m.reuse_named_segment else None)
+        if existing:
+            target = existing
+        elif m.new_segment:
+            target = add_segment_in_layer(context.segmentation_node, selected,
+                                          m.new_segment_name or "Segment")
+            describe_segment(context.segmentation_node, target, m.new_segment_color,
+                             m.new_segment_terminology)
+        elif m.target_segment_id:
+            target = m.target_segment_id
+        else:
+            target = selected
+        node = context.editor_node() if m.overwrite_mode is not None else None
+        old = node.GetOverwriteMode() if node is not None else None
+        if node is not None:
+            # As Slicer's joint smoothing: this write uses its own overwrite mode.
+            node.SetOverwriteMode(int(m.overwrite_mode))
+        try:
+            context.modify_segment(target, image, m.mode, selected=target == selected,
+                                   bypass_masking=m.bypass_masking)
+        finally:
+            if node is not None:
+                node.SetOverwriteMode(old)
+        return target
 
     def _check_modifiers(self, context: EditorContext, result: EffectResult) -> None:
         lattice, start = image_lattice(context.reference_image())

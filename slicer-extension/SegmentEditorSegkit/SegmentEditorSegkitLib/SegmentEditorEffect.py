@@ -115,6 +115,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.segmentationEdits = 0  # segment changes seen while active (see resultStamp)
         self.activations = 0        # deactivations so far (see resultStamp)
         self.callActivation = 0
+        self.cursorOverridden = False
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_MS)
         self.timer.connect("timeout()", self.pollCall)
@@ -241,6 +242,39 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.cancelEngineCall()
         self.observeSegmentation(stop=True)
 
+    def cleanup(self):
+        """Slicer calls this before it deletes the effect (scene closed, application
+        quitting): the timers and observers hold references to the effect and would keep
+        it, and a call in flight, alive."""
+        self.activations += 1
+        self.timer.stop()
+        self.autoUpdateTimer.stop()
+        self.timer.disconnect("timeout()", self.pollCall)
+        self.autoUpdateTimer.disconnect("timeout()", self.onAutoUpdate)
+        if self.call is not None:
+            self.cancelEngineCall()
+            self.call = None
+        self.restoreCursor()
+        if self.preview is not None:
+            try:
+                self.preview.cancel()
+            except Exception as e:
+                logging.warning("Segkit: closing the preview failed: %s", e)
+            self.preview = None
+        self.observeSegmentation(stop=True)
+
+    def setBusyCursor(self):
+        """The busy cursor (arrow and hourglass: Slicer stays usable) while the engine
+        works, as Slicer's own effects show a wait cursor while they compute."""
+        if not self.cursorOverridden:
+            qt.QApplication.setOverrideCursor(qt.QCursor(qt.Qt.BusyCursor))
+            self.cursorOverridden = True
+
+    def restoreCursor(self):
+        if self.cursorOverridden:
+            qt.QApplication.restoreOverrideCursor()
+            self.cursorOverridden = False
+
     def resultStamp(self):
         """What a result is computed for: this activation of the effect, the segmentation,
         selected segment and source volume, and the segmentation's edits so far. A result
@@ -353,6 +387,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.onCallDone = onDone
         self.resultLabel.text = busyText
         self.updateButtons()
+        self.setBusyCursor()
         self.timer.start()
 
     def pollCall(self):
@@ -366,6 +401,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 self.resultLabel.text = f"{message} ({fraction:.0%})"
             return
         self.timer.stop()
+        self.restoreCursor()
         self.call, onDone = None, self.onCallDone
         self.updateButtons()
         try:
