@@ -315,8 +315,14 @@ class ScriptedEffect:
         self.undo_states += 1
         self.logic.SaveStateForUndo()
 
+    # qSlicerSegmentEditorAbstractEffect::ConfirmationResult: NotConfirmed 0 (the user
+    # declined to show the hidden segment), ConfirmedWithoutDialog 1, ConfirmedWithDialog 2.
+    confirmation = 1
+    confirmations = 0   # times asked
+
     def confirmCurrentSegmentVisible(self):
-        return True
+        self.confirmations += 1
+        return self.confirmation
 
     def modifySelectedSegmentByLabelmap(self, image, mode):
         segment_id = self.parameterSetNode().GetSelectedSegmentID()

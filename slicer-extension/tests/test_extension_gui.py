@@ -215,6 +215,12 @@ def test_busy_cursor_while_the_engine_works_and_cleanup_lets_the_effect_go(gui, 
     run_until_idle(effect)
     assert fake.Application.cursors == [] and effect.resultLabel.text.startswith("Done in")
 
+    # The selected segment is hidden and the user declines to show it: nothing runs.
+    scripted.confirmation = 0
+    asked = scripted.confirmations
+    effect.onApply()
+    assert effect.call is None and scripted.confirmations == asked + 1
+    scripted.confirmation = 2            # shown after the dialog: Apply goes on
     # Slicer deletes the effect (scene closed) while a call runs: the call is cancelled,
     # the cursor restored, the timers stopped and disconnected, the observers removed.
     effect.rows["MaximumThreshold"][1].value = -300
