@@ -234,17 +234,21 @@ const NATIVE_TRANSFER_SYNTAXES: [&str; 3] = [
     "1.2.840.10008.1.2.2",
 ];
 
+/// Whether every file of the series stores its pixel data natively.
+fn all_native(series: &Series) -> bool {
+    series
+        .transfer_syntaxes
+        .iter()
+        .all(|uid| NATIVE_TRANSFER_SYNTAXES.contains(&uid.as_str()))
+}
+
 /// Refuses, before the volume is allocated, a series whose uncompressed files are shorter
 /// than the frames their headers declare (Rows x Columns x BitsAllocated each): a file of a
 /// few hundred bytes declaring 65535 x 65535 pixels must not cost an 8 GiB allocation.
 /// Compressed pixel data has no such bound before it is decoded; its frames are checked as
 /// they are decoded.
 fn check_files_hold_frames(series: &Series) -> Result<()> {
-    let native = series
-        .transfer_syntaxes
-        .iter()
-        .all(|uid| NATIVE_TRANSFER_SYNTAXES.contains(&uid.as_str()));
-    if !native {
+    if !all_native(series) {
         return Ok(());
     }
     let p = &series.pixel;
@@ -629,14 +633,10 @@ fn read_as<T: FromI64>(
 /// volume before its first frame fails. One frame is decoded twice; for a 300-slice
 /// series that is a third of a percent.
 fn probe_first_frame(series: &Series) -> Result<()> {
-    let native = series
-        .transfer_syntaxes
-        .iter()
-        .all(|uid| NATIVE_TRANSFER_SYNTAXES.contains(&uid.as_str()));
     let Some(f) = series.files.first() else {
         return Ok(());
     };
-    if native {
+    if all_native(series) {
         return Ok(());
     }
     let opened = open::open(&f.path, Extent::All)
