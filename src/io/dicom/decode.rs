@@ -226,6 +226,9 @@ fn check_format(series: &Series) -> Result<()> {
     Ok(())
 }
 
+/// RLE Lossless, decoded by [`super::rle`].
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
 /// Transfer syntaxes whose pixel data is stored as it is (PS3.5 A.1 to A.3, not deflated):
 /// a file holding `n` frames of such data is at least `n` frames long.
 const NATIVE_TRANSFER_SYNTAXES: [&str; 3] = [
@@ -647,7 +650,7 @@ fn probe_first_frame(series: &Series) -> Result<()> {
     }
     let p = &series.pixel;
     check_file_format(&opened.obj, p, &f.path)?;
-    let decoded = decode_encapsulated(&opened.obj, f.frame, &ts, &f.path)?;
+    let decoded = decode_encapsulated(&opened.obj, f.frame, &ts, p, &f.path)?;
     let expected = p.rows as usize * p.columns as usize * (p.bits_allocated as usize / 8).max(1);
     if decoded.len() < expected {
         return Err(Error::format(
@@ -708,7 +711,7 @@ impl Context<'_> {
                     owned
                 }
                 None => {
-                    decoded = decode_encapsulated(obj, f.frame, &ts, path)?;
+                    decoded = decode_encapsulated(obj, f.frame, &ts, p, path)?;
                     let raw = match (p.sample, p.bits_allocated) {
                         (SampleKind::Float32, _) => Raw::LeF32(&decoded),
                         (SampleKind::Float64, _) => Raw::LeF64(&decoded),
@@ -862,9 +865,32 @@ fn decode_encapsulated(
     obj: &DefaultDicomObject,
     frame: u32,
     ts: &str,
+    p: &PixelFormat,
     path: &Path,
 ) -> Result<Vec<u8>> {
     let name = super::transfer_syntax_name(ts);
+    if ts == RLE_LOSSLESS && p.sample == SampleKind::Integer {
+        // One fragment per frame (PS3.5 A.4.2).
+        let fragment = obj
+            .get(tags::PIXEL_DATA)
+            .and_then(|e| e.value().fragments())
+            .and_then(|f| f.get(frame as usize));
+        if let Some(fragment) = fragment {
+            return super::rle::decode_frame(
+                fragment,
+                p.rows as usize,
+                p.columns as usize,
+                (p.bits_allocated / 8).max(1) as usize,
+            )
+            .map_err(|e| {
+                Error::format(
+                    path,
+                    "DICOM",
+                    format!("cannot decode frame {frame} of the pixel data ({name}, {ts}): {e}"),
+                )
+            });
+        }
+    }
     let first = match decode_frame(obj, frame) {
         Ok(bytes) => return Ok(bytes),
         Err(e) => e,

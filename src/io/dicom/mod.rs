@@ -104,6 +104,7 @@ mod decode;
 mod guard;
 mod header;
 mod open;
+mod rle;
 pub mod seg;
 #[cfg(test)]
 mod testutil;
