@@ -226,17 +226,34 @@ fn read_meta_group_checked<R: Read + Seek>(
 ) -> std::io::Result<(u64, Option<String>, Option<String>)> {
     let mut ts = None;
     // Positions are counted here and skips are relative, so a `BufReader` keeps its buffer.
-    let mut at = r.stream_position()?;
+    let start = r.stream_position()?;
+    let mut at = start;
+    // With a group length first (as PS3.10 requires), the group ends where it says, as
+    // dicom-object reads it: elements of other groups inside it are skipped, not taken
+    // for the data set (found by fuzzing: the data set walk then started elsewhere than
+    // the reader, and checked nothing it read).
+    let mut group_end: Option<u64> = None;
     loop {
         let mut h = [0u8; 8];
-        if at + 8 > size {
+        if group_end.is_some_and(|end| at >= end) || at + 8 > size {
             return Ok((at, ts, None));
         }
         r.read_exact(&mut h)?;
-        if u16::from_le_bytes([h[0], h[1]]) != 0x0002 {
+        let group = u16::from_le_bytes([h[0], h[1]]);
+        if group != 0x0002 && group_end.is_none() {
             return Ok((at, ts, None));
         }
         let element = u16::from_le_bytes([h[2], h[3]]);
+        if at == start && group == 0x0002 && element == 0 && &h[4..8] == b"UL\x04\x00" {
+            let mut v = [0u8; 4];
+            if at + 12 > size {
+                return Ok((at, ts, None));
+            }
+            r.read_exact(&mut v)?;
+            at += 12;
+            group_end = Some(at + u32::from_le_bytes(v) as u64);
+            continue;
+        }
         let (header, len) = if long_length_vr([h[4], h[5]]) {
             let mut l = [0u8; 4];
             if at + 12 > size {
@@ -250,12 +267,12 @@ fn read_meta_group_checked<R: Read + Seek>(
         let value_end = at + header + len;
         if value_end > size {
             let past = format!(
-                "file meta element (0002,{element:04X}) declares {len} bytes but the file ends {} bytes after its header",
+                "file meta element ({group:04X},{element:04X}) declares {len} bytes but the file ends {} bytes after its header",
                 size.saturating_sub(at + header)
             );
             return Ok((at, ts, Some(past)));
         }
-        if element == 0x0010 && len <= 1024 {
+        if group == 0x0002 && element == 0x0010 && len <= 1024 {
             let mut v = vec![0u8; len as usize];
             r.read_exact(&mut v)?;
             let uid = String::from_utf8_lossy(&v);
@@ -351,6 +368,39 @@ mod tests {
         deflate.write_all(data_set).unwrap();
         bytes.extend(deflate.finish().unwrap());
         bytes
+    }
+
+    #[test]
+    fn the_data_set_starts_where_the_meta_group_length_says() {
+        // Found by the fuzzer (dicom_series, oom-c1de8dbb): an element of another group
+        // inside the file meta group. dicom-object reads the group by its length; the walk
+        // stopped at that element, took it (group FE01, past Pixel Data) for the end of the
+        // header, and let a 3.7 GB length in the data set through.
+        let mut meta = vec![
+            0x01, 0xFE, 0x03, 0x00, b'U', b'I', 4, 0, b'1', b'.', b'2', 0,
+        ];
+        let ts = b"1.2.840.10008.1.2.1\0";
+        meta.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', ts.len() as u8, 0]);
+        meta.extend_from_slice(ts);
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(b"DICM");
+        bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        bytes.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        bytes.extend(meta);
+        bytes.extend_from_slice(&[0x08, 0x00, 0x60, 0x00, b'C', b'S', 0x02, 0x00, b'C', b'T']);
+        bytes.extend_from_slice(&[0x09, 0x00, 0x10, 0x00, b'O', b'B', 0, 0]);
+        bytes.extend_from_slice(&3_758_161_918u32.to_le_bytes());
+        bytes.extend_from_slice(&[0; 16]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.dcm");
+        std::fs::write(&path, &bytes).unwrap();
+        for extent in [Extent::Header, Extent::All] {
+            let err = open(&path, extent).err().expect("refused");
+            assert!(
+                err.contains("(0009,0010) declares 3758161918 bytes"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
