@@ -96,6 +96,16 @@ pub(crate) fn check_data_set<R: Read + Seek>(
     w.data_set(end, true, 0, true)
 }
 
+/// The size of one value of a VR as dicom-parser reads it (1 for bytes and text).
+fn value_unit(vr: Option<VR>) -> u32 {
+    match vr {
+        Some(VR::US | VR::SS | VR::OW) => 2,
+        Some(VR::UL | VR::SL | VR::FL | VR::OF | VR::OL | VR::AT) => 4,
+        Some(VR::FD | VR::OD | VR::SV | VR::UV | VR::OV) => 8,
+        _ => 1,
+    }
+}
+
 struct Walker<'a, R> {
     r: &'a mut R,
     /// Position in the source, counted here: `BufReader::stream_position` is a system call.
@@ -244,7 +254,11 @@ impl<R: Read + Seek> Walker<'_, R> {
             self.items(value_end, true, depth + 1)?;
             self.seek_to(value_end)?;
         } else {
-            self.skip(len)?;
+            // dicom-parser reads binary values as whole numbers and leaves the remainder
+            // of a length that is not a multiple of their size (a UL of 47 bytes is read as
+            // 44): the next element starts where it stops, so the walk must stop there
+            // too (found by fuzzing: the walk and the reader fell out of step by 3 bytes).
+            self.skip(len - len % value_unit(vr))?;
         }
         Ok(Step::Continue)
     }
@@ -447,6 +461,26 @@ mod tests {
         let err = check(&ds).unwrap_err();
         assert!(
             err.contains("(0009,0010) declares 3217620904 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn binary_values_end_where_dicom_parser_stops_reading_them() {
+        // Found by fuzzing (dicom_series, oom-95fc7ea4): a UL of 47 bytes, which
+        // dicom-parser reads as 11 values (44 bytes); the element after it starts 3 bytes
+        // earlier than its length says, and that one declares 2 GB.
+        let mut ds = element((0x0008, 0x0060), b"CS", b"CT");
+        let mut ul = element((0x0009, 0x0000), b"UL", &[0; 47]);
+        ul.truncate(ul.len() - 3);
+        ds.extend(ul);
+        let mut bad = element((0x0009, 0x0010), b"OB", &[0; 4]);
+        bad[8..12].copy_from_slice(&2_132_801_996u32.to_le_bytes());
+        ds.extend(bad);
+        ds.extend_from_slice(&[0; 3]);
+        let err = check(&ds).unwrap_err();
+        assert!(
+            err.contains("(0009,0010) declares 2132801996 bytes"),
             "{err}"
         );
     }
