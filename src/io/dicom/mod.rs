@@ -77,7 +77,7 @@
 //! | Explicit VR Big Endian (retired) | 1.2.840.10008.1.2.2 | fast path |
 //! | Deflated Explicit VR Little Endian | 1.2.840.10008.1.2.1.99 | fast path (inflated while reading) |
 //! | Encapsulated Uncompressed Explicit VR LE | 1.2.840.10008.1.2.1.98 | dicom-pixeldata |
-//! | RLE Lossless | 1.2.840.10008.1.2.5 | 8 and 16 bits; 32 bits refused by dicom-pixeldata |
+//! | RLE Lossless | 1.2.840.10008.1.2.5 | 8, 16 and 32 bits, decoded by segkit (PS3.5 Annex G, `rle.rs`) |
 //! | JPEG Baseline (Process 1) | 1.2.840.10008.1.2.4.50 | yes (8-bit; colour refused) |
 //! | JPEG Extended (Process 2 & 4) | 1.2.840.10008.1.2.4.51 | 8-bit only: 12-bit refused by jpeg-decoder |
 //! | JPEG Lossless (Process 14, and SV1) | 1.2.840.10008.1.2.4.57, .70 | yes |

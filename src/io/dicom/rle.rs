@@ -137,6 +137,16 @@ mod tests {
     }
 
     #[test]
+    fn thirty_two_bit_samples_take_four_segments() {
+        let segments: [&[u8]; 4] = [&[0x00, 0x12], &[0x00, 0x34], &[0x00, 0x56], &[0x00, 0x78]];
+        let out = decode_frame(&frame(&segments), 1, 1, 4).unwrap();
+        assert_eq!(
+            u32::from_le_bytes([out[0], out[1], out[2], out[3]]),
+            0x1234_5678
+        );
+    }
+
+    #[test]
     fn short_or_inconsistent_frames_are_errors_not_panics() {
         // The fuzzer's case: a segment that decodes to fewer bytes than the frame.
         let short = frame(&[&[0x81, 0], &[0x81, 0]]);
