@@ -163,24 +163,25 @@ impl<'a> OpenOptions<'a> {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
             ));
         }
-        let format = Format::from_path(path)?;
-        let (series, bytes) = match format {
+        let (source, bytes) = match Format::from_path(path)? {
             Format::Dicom => {
                 let scan = dicom::scan(&[path.to_path_buf()])?;
                 let series = select_series(path, &scan, self.series.as_deref())?.clone();
                 let bytes = byte_size(&series.size_ijk, series.voxel_type().size());
-                (Some(series), bytes.unwrap_or(u64::MAX))
+                (Source::Dicom(Box::new(series)), bytes.unwrap_or(u64::MAX))
             }
-            Format::Nifti => (None, nifti::declared_bytes(path)?),
-            Format::Nrrd | Format::SegNrrd => {
+            Format::Nifti => (Source::File(Format::Nifti), nifti::declared_bytes(path)?),
+            format => {
                 let header = nrrd::read_header(path)?;
-                (None, header.data_bytes().unwrap_or(u64::MAX))
+                (
+                    Source::File(format),
+                    header.data_bytes().unwrap_or(u64::MAX),
+                )
             }
         };
         Ok(Planned {
             path: path.to_path_buf(),
-            format,
-            series,
+            source,
             bytes,
             progress: self.progress,
         })
@@ -191,10 +192,15 @@ impl<'a> OpenOptions<'a> {
 /// [`OpenOptions::plan`].
 pub struct Planned<'a> {
     path: std::path::PathBuf,
-    format: Format,
-    series: Option<dicom::Series>,
+    source: Source,
     bytes: u64,
     progress: Option<Progress<'a>>,
+}
+
+/// What [`Planned::read`] reads: a file by its format, or the DICOM series the scan chose.
+enum Source {
+    File(Format),
+    Dicom(Box<dicom::Series>),
 }
 
 impl Planned<'_> {
@@ -207,19 +213,17 @@ impl Planned<'_> {
     /// Reads the voxels.
     pub fn read(self) -> Result<Dataset> {
         let path = self.path.as_path();
-        match (self.format, &self.series) {
-            (Format::Nrrd, _) => nrrd::read_volume(path).map(Dataset::Volume),
-            (Format::SegNrrd, _) => nrrd::read_segmentation(path).map(Dataset::Segmentation),
-            (Format::Nifti, _) => nifti::read_volume(path).map(Dataset::Volume),
-            (Format::Dicom, Some(series)) => match self.progress {
+        match self.source {
+            Source::Dicom(series) => match self.progress {
                 Some(p) => series.read_with_progress(p),
                 None => series.read(),
             }
             .map(Dataset::Volume),
-            (Format::Dicom, None) => Err(Error::NotFound(format!(
-                "{}: no DICOM series was planned",
-                path.display()
-            ))),
+            Source::File(Format::SegNrrd) => {
+                nrrd::read_segmentation(path).map(Dataset::Segmentation)
+            }
+            Source::File(Format::Nifti) => nifti::read_volume(path).map(Dataset::Volume),
+            Source::File(_) => nrrd::read_volume(path).map(Dataset::Volume),
         }
     }
 }
