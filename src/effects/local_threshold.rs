@@ -12,15 +12,30 @@
 //! 4. snap the click to the nearest remaining voxel within `±(k − 1)/2` voxels per axis
 //!    (squared index distance; on ties the first in `k`, `j`, `i` scan order wins); when
 //!    there is none, nothing is added;
-//! 5. *Masking* algorithm: the other islands are dilated with the ellipsoid of `2k − 1`
-//!    voxels and removed from the threshold; the result is the 6-connected region of the
-//!    snapped click in what remains (empty when a dilated island covers the click).
-//!    *GrowCut* and *WaterShed* (Slicer's default is GrowCut) need the region-growing
-//!    effects and answer "not supported" until they land.
+//! 5. the algorithm step:
+//!    - *Masking*: the other islands are dilated with the ellipsoid of `2k − 1` voxels and
+//!      removed from the threshold; the result is the 6-connected region of the snapped
+//!      click in what remains (empty when a dilated island covers the click).
+//!    - *GrowCut* (Slicer's default) and *WaterShed* grow seed labels over the whole
+//!      image: 2 on the clicked island, 1 on the other islands, 3 on every voxel outside
+//!      the threshold, 0 (to be decided) on the rest, i.e. the threshold voxels that the
+//!      erosion or the island rule removed. *GrowCut* is Fast GrowCut
+//!      ([`crate::kernels::growcut`], `vtkImageGrowCutSegment` with Slicer's default
+//!      locality 0) with the edit mask as locked voxels: Slicer's `GenerateEditMask` for
+//!      no edited segment, under the editable area and the intensity range narrowed to
+//!      the threshold range, so every voxel outside the threshold is locked and the labels
+//!      compete only inside it. *WaterShed* floods SimpleITK's
+//!      `GradientMagnitudeRecursiveGaussian` of the source at σ = `FeatureSizeMm` from the
+//!      seeds (`MorphologicalWatershedFromMarkers`, face-connected, no watershed line,
+//!      [`super::watershed`]). The result is the voxels labelled 2.
 //!
 //! The result is added to the segment (mode Add). Slicer also narrows the editable
 //! intensity range to the threshold range for that edit; the result lies inside the
-//! threshold range already, so the editable range the user set is all that still applies.
+//! threshold range already (voxels outside it are seeds of label 3 or locked), so the
+//! editable range the user set is all that still applies.
+//!
+//! Like Slicer, GrowCut and WaterShed work on the whole image (Slicer's optional ROI crop
+//! is not offered), so a click costs a full Grow from seeds or Watershed of the volume.
 //!
 //! # Example
 //! ```
@@ -37,17 +52,20 @@
 //!     segmentation_algorithm: SegmentationAlgorithm::Masking,
 //!     ..Default::default()
 //! };
-//! let out = local_threshold(ct.view(), [1.0; 3], [3, 3, 3], &params, &Control::none()).unwrap();
+//! let out = local_threshold(ct.view(), [1.0; 3], [3, 3, 3], &params, None, &Control::none()).unwrap();
 //! assert_eq!(out.modifiers[0].mask.iter().filter(|&&v| v == 1).count(), 216);
 //! ```
 
+use super::masking::Masking;
 use super::schema::{ChoiceSpec, EffectSpec, FromSource, Input, ParamSpec, ParamValues};
 use super::smoothing::kernel_size_voxels;
 use super::threshold::{threshold, value_range, ThresholdParams};
+use super::watershed::{watershed, WatershedParams};
 use super::{
     Control, Effect, EffectError, EffectOutput, EffectRequest, ModificationMode, Modifier,
 };
-use crate::kernels::components::{label_runs, Connectivity};
+use crate::kernels::components::{label_runs, Components, Connectivity};
+use crate::kernels::growcut::{GrowCut, Intensity};
 use crate::kernels::morphology::{dilate_ellipsoid, erode_ellipsoid};
 use crate::volume::Scalar;
 use crate::with_volume;
@@ -62,10 +80,10 @@ pub enum SegmentationAlgorithm {
     /// The clicked region of the threshold, kept away from the other islands.
     Masking,
     /// Grow from seeds (clicked island, other islands, outside the threshold): Slicer's
-    /// default; not supported until Grow from seeds lands.
+    /// default.
     #[default]
     GrowCut,
-    /// Marker-based watershed on the gradient: not supported until Watershed lands.
+    /// Marker-based watershed on the gradient at `FeatureSizeMm`, from the same seeds.
     WaterShed,
 }
 
@@ -154,26 +172,44 @@ impl Default for LocalThresholdParams {
 /// Runs Local threshold on `source` (`[k][j][i]`, spacing along `(i, j, k)` in mm) for a
 /// click at `point_kji`.
 ///
+/// `locked` (non-zero = locked, the source's shape) is the edit mask the GrowCut algorithm
+/// may not grow into besides the voxels outside the threshold (which are locked in any
+/// case); the other algorithms ignore it.
+///
 /// Returns one Add modifier (empty when the click snaps to nothing), and reports
 /// `kernel_voxels_i/j/k` and `region_voxels`.
 ///
 /// # Errors
-/// A NaN bound, a cancelled request, or GrowCut / WaterShed (not supported yet).
-pub fn local_threshold<T: Scalar>(
+/// A NaN bound, a cancelled request, a `locked` array of another shape, WaterShed with a
+/// `FeatureSizeMm` of 0, GrowCut on an image with fewer than 3 voxels along an axis.
+pub fn local_threshold<T: Scalar + Intensity>(
     source: ArrayView3<T>,
     spacing_ijk: [f64; 3],
     point_kji: [usize; 3],
     params: &LocalThresholdParams,
+    locked: Option<ArrayView3<u8>>,
     control: &Control,
 ) -> Result<EffectOutput, EffectError> {
-    if params.segmentation_algorithm != SegmentationAlgorithm::Masking {
-        return Err(EffectError::Unsupported(format!(
-            "Local threshold with SegmentationAlgorithm={} needs Grow from seeds / Watershed, \
-             which segkit does not have yet; use SegmentationAlgorithm=Masking",
-            params.segmentation_algorithm.slicer_name()
-        )));
-    }
     let shape = source.dim();
+    if let Some(l) = &locked {
+        if l.dim() != shape {
+            return Err(EffectError::Input(format!(
+                "the locked voxels have shape {:?} and the source {shape:?} (k, j, i)",
+                l.dim()
+            )));
+        }
+    }
+    if params.segmentation_algorithm == SegmentationAlgorithm::WaterShed
+        && (params.feature_size_mm.is_nan() || params.feature_size_mm <= 0.0)
+    {
+        return Err(EffectError::Parameter {
+            name: "FeatureSizeMm".into(),
+            reason: format!(
+                "{} mm: the WaterShed algorithm needs a Gaussian scale > 0",
+                params.feature_size_mm
+            ),
+        });
+    }
     let kernel_kji = kernel_size_voxels(params.minimum_diameter_mm, spacing_ijk);
     let kernel_ijk = [kernel_kji[2], kernel_kji[1], kernel_kji[0]];
     let empty = |region: u64| EffectOutput {
@@ -233,7 +269,76 @@ pub fn local_threshold<T: Scalar>(
         return Ok(empty(0));
     };
 
-    // 5. Masking: keep away from the other islands, then the seed's region.
+    let (out, voxels) = match params.segmentation_algorithm {
+        SegmentationAlgorithm::Masking => {
+            masking_region(big, thresh, &comps, seed_label, seed, kernel_kji, control)?
+        }
+        algorithm => {
+            // 5. Seeds: 2 = clicked island, 1 = other islands, 3 = outside the threshold.
+            let mut seeds = Array3::<u16>::zeros(shape);
+            comps.paint(&mut seeds, |l| {
+                (comps.sizes[l as usize - 1] >= MINIMUM_ISLAND_VOXELS)
+                    .then_some(if l == seed_label { 2 } else { 1 })
+            });
+            drop(big);
+            Zip::from(&mut seeds).and(&thresh).par_for_each(|s, &t| {
+                if t == 0 {
+                    *s = 3;
+                }
+            });
+            control.check()?;
+            control.progress(0.5, "seeds");
+            let labels = if algorithm == SegmentationAlgorithm::GrowCut {
+                let mut lock = thresh.mapv(|t| u8::from(t == 0));
+                drop(thresh);
+                if let Some(l) = locked {
+                    Zip::from(&mut lock).and(l).par_for_each(|a, &b| {
+                        if b != 0 {
+                            *a = 1;
+                        }
+                    });
+                }
+                GrowCut::new(0.0).update(
+                    source,
+                    seeds.view(),
+                    Some(lock.view()),
+                    spacing_ijk,
+                    control,
+                )?
+            } else {
+                drop(thresh);
+                let scale = WatershedParams {
+                    object_scale_mm: params.feature_size_mm,
+                };
+                watershed(source, seeds.view(), spacing_ijk, &scale, control)?
+            };
+            let mut voxels = 0u64;
+            let out = labels.mapv(|l| {
+                let inside = l == 2;
+                voxels += u64::from(inside);
+                u8::from(inside)
+            });
+            (out, voxels)
+        }
+    };
+    control.progress(1.0, "done");
+    let mut output = empty(voxels);
+    output.modifiers[0].mask = out;
+    Ok(output)
+}
+
+/// The Masking algorithm (step 5): the other islands of `big`, dilated with the `2k − 1`
+/// ellipsoid, are removed from `thresh`, and the 6-connected region of `seed` in what
+/// remains is the result, with its voxel count.
+fn masking_region(
+    big: Array3<u8>,
+    thresh: Array3<u8>,
+    comps: &Components,
+    seed_label: u32,
+    seed: [usize; 3],
+    kernel_kji: [usize; 3],
+    control: &Control,
+) -> Result<(Array3<u8>, u64), EffectError> {
     let mut others = big;
     comps.paint(&mut others, |l| (l == seed_label).then_some(0u8));
     let grown_others = dilate_ellipsoid(others.view(), kernel_kji.map(|k| 2 * k - 1));
@@ -250,16 +355,13 @@ pub fn local_threshold<T: Scalar>(
         });
     drop(grown_others);
     let region = label_runs(allowed.view(), |&v| v != 0, Connectivity::Faces6);
-    let mut out = Array3::<u8>::zeros(shape);
+    let mut out = Array3::<u8>::zeros(allowed.dim());
     let mut voxels = 0;
     if let Some(label) = region.label_at(seed) {
         region.paint(&mut out, |l| (l == label).then_some(1u8));
         voxels = region.sizes[label as usize - 1];
     }
-    control.progress(1.0, "done");
-    let mut output = empty(voxels);
-    output.modifiers[0].mask = out;
-    Ok(output)
+    Ok((out, voxels))
 }
 
 /// The voxel of `mask` nearest to `point_kji` within `±(k − 1)/2` voxels per axis, as
@@ -289,6 +391,22 @@ fn snap(mask: ArrayView3<u8>, point_kji: [usize; 3], kernel_kji: [usize; 3]) -> 
         }
     }
     best.map(|(q, _)| q)
+}
+
+/// The editable area Slicer's GrowCut step locks against: `GenerateEditMask` with no
+/// edited segment under the request's editable area and intensity range (the threshold
+/// range is added inside [`local_threshold`]).
+fn edit_mask_for_growcut(
+    request: &EffectRequest,
+    masking: &Masking,
+) -> Result<Option<Array3<u8>>, EffectError> {
+    super::masking::editable_area(
+        request.segments,
+        request.visible,
+        None,
+        masking,
+        request.source,
+    )
 }
 
 /// The Local threshold effect in the catalog.
@@ -330,12 +448,14 @@ impl Effect for LocalThreshold {
                 ChoiceSpec::new(
                     "GrowCut",
                     "GrowCut",
-                    "Grow from seeds on the islands (not supported yet).",
+                    "Grow from seeds between the clicked island, the other islands and \
+                     the voxels outside the threshold.",
                 ),
                 ChoiceSpec::new(
                     "WaterShed",
                     "WaterShed",
-                    "Watershed on the islands (not supported yet).",
+                    "Watershed of the gradient between the clicked island, the other \
+                     islands and the voxels outside the threshold.",
                 ),
             ],
             "GrowCut",
@@ -366,11 +486,18 @@ impl Effect for LocalThreshold {
         let params = LocalThresholdParams::from_values(request.params, || {
             with_volume!(source, v => value_range(v.data.view())).unwrap_or((0.0, 0.0))
         })?;
+        // Slicer's GrowCut step locks GenerateEditMask's voxels for no edited segment.
+        let locked = match (params.segmentation_algorithm, request.masking) {
+            (SegmentationAlgorithm::GrowCut, Some(m)) => edit_mask_for_growcut(request, m)?
+                .map(|editable| editable.mapv(|e| u8::from(e == 0))),
+            _ => None,
+        };
         with_volume!(source, v => local_threshold(
             v.data.view(),
             request.spacing_ijk(),
             point,
             &params,
+            locked.as_ref().map(|l| l.view()),
             request.control
         ))
     }
@@ -413,6 +540,7 @@ mod tests {
             [1.0; 3],
             [4, 4, 4],
             &masking(50.0, 150.0, 3.0),
+            None,
             &Control::none(),
         )
         .unwrap();
@@ -430,6 +558,7 @@ mod tests {
             [1.0; 3],
             [4, 4, 4],
             &masking(50.0, 150.0, 1.0),
+            None,
             &Control::none(),
         )
         .unwrap();
@@ -447,6 +576,7 @@ mod tests {
             [1.0; 3],
             [4, 4, 8],
             &masking(50.0, 150.0, 3.0),
+            None,
             &Control::none(),
         )
         .unwrap();
@@ -457,6 +587,7 @@ mod tests {
             [1.0; 3],
             [4, 4, 7],
             &masking(50.0, 150.0, 3.0),
+            None,
             &Control::none(),
         )
         .unwrap();
@@ -476,17 +607,128 @@ mod tests {
             [1.0; 3],
             [2, 2, 2],
             &masking(50.0, 150.0, 3.0),
+            None,
             &Control::none(),
         )
         .unwrap();
         assert!(out.modifiers[0].mask.iter().all(|&v| v == 0));
     }
 
+    /// Cube A (100) and cube B (140) joined by a one-voxel bridge whose first three voxels
+    /// are 100 and last two 140: the bridge is eroded away, so its voxels are decided by
+    /// the growing algorithm.
+    fn two_cubes() -> Array3<i16> {
+        let mut ct = Array3::<i16>::zeros((9, 9, 21));
+        ct.slice_mut(s![1..8, 1..8, 1..8]).fill(100);
+        ct.slice_mut(s![1..8, 1..8, 13..20]).fill(140);
+        ct.slice_mut(s![4, 4, 8..11]).fill(100);
+        ct.slice_mut(s![4, 4, 11..13]).fill(140);
+        ct
+    }
+
+    fn growing(algorithm: SegmentationAlgorithm) -> LocalThresholdParams {
+        LocalThresholdParams {
+            segmentation_algorithm: algorithm,
+            feature_size_mm: 1.0,
+            ..masking(50.0, 150.0, 3.0)
+        }
+    }
+
+    fn count(a: ndarray::ArrayView3<u8>) -> usize {
+        a.iter().filter(|&&v| v != 0).count()
+    }
+
     #[test]
-    fn growcut_is_not_supported_yet() {
-        let ct = Array3::<i16>::zeros((3, 3, 3));
-        let p = LocalThresholdParams::default();
-        let e = local_threshold(ct.view(), [1.0; 3], [1, 1, 1], &p, &Control::none()).unwrap_err();
-        assert!(matches!(e, EffectError::Unsupported(_)), "{e}");
+    fn growcut_gives_the_clicked_island_what_is_nearest_to_it_in_intensity() {
+        let ct = two_cubes();
+        let p = growing(SegmentationAlgorithm::GrowCut);
+        let out =
+            local_threshold(ct.view(), [1.0; 3], [4, 4, 4], &p, None, &Control::none()).unwrap();
+        let m = &out.modifiers[0].mask;
+        assert_eq!(out.modifiers[0].mode, ModificationMode::Add);
+        // The whole of cube A (its eroded shell included) and the bridge's 100 part.
+        assert_eq!(count(m.slice(s![1..8, 1..8, 1..8])), 343);
+        assert_eq!(m.slice(s![4, 4, 8..13]).to_vec(), vec![1, 1, 1, 0, 0]);
+        assert_eq!(count(m.view()), 346);
+        assert_eq!(
+            out.reported
+                .iter()
+                .find(|(k, _)| k == "region_voxels")
+                .unwrap()
+                .1,
+            346.0
+        );
+        // Clicking cube B gives B and the other part of the bridge.
+        let out =
+            local_threshold(ct.view(), [1.0; 3], [4, 4, 16], &p, None, &Control::none()).unwrap();
+        let m = &out.modifiers[0].mask;
+        assert_eq!(count(m.slice(s![1..8, 1..8, 13..20])), 343);
+        assert_eq!(m.slice(s![4, 4, 8..13]).to_vec(), vec![0, 0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn growcut_does_not_enter_locked_voxels() {
+        let ct = two_cubes();
+        let mut locked = Array3::<u8>::zeros(ct.dim());
+        locked.slice_mut(s![4, 4, 9..13]).fill(1);
+        // Also a corner of cube A outside its eroded island.
+        locked[[1, 1, 1]] = 1;
+        let p = growing(SegmentationAlgorithm::GrowCut);
+        let out = local_threshold(
+            ct.view(),
+            [1.0; 3],
+            [4, 4, 4],
+            &p,
+            Some(locked.view()),
+            &Control::none(),
+        )
+        .unwrap();
+        let m = &out.modifiers[0].mask;
+        assert_eq!(m[[1, 1, 1]], 0);
+        assert_eq!(m.slice(s![4, 4, 8..13]).to_vec(), vec![1, 0, 0, 0, 0]);
+        assert_eq!(count(m.view()), 343);
+        let wrong = Array3::<u8>::zeros((1, 1, 1));
+        let e = local_threshold(
+            ct.view(),
+            [1.0; 3],
+            [4, 4, 4],
+            &p,
+            Some(wrong.view()),
+            &Control::none(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("shape"), "{e}");
+    }
+
+    #[test]
+    fn watershed_keeps_to_the_clicked_side_and_the_threshold() {
+        let ct = two_cubes();
+        let p = growing(SegmentationAlgorithm::WaterShed);
+        let out =
+            local_threshold(ct.view(), [1.0; 3], [4, 4, 4], &p, None, &Control::none()).unwrap();
+        let m = &out.modifiers[0].mask;
+        // The clicked island (cube A eroded) is in; its shell is shared with the outside's
+        // label 3 along the strong gradient at the cube's faces.
+        assert_eq!(count(m.slice(s![2..7, 2..7, 2..7])), 125);
+        assert_eq!(count(m.slice(s![.., .., 13..])), 0, "leaked into cube B");
+        assert!(m
+            .iter()
+            .zip(ct.iter())
+            .all(|(&v, &c)| v == 0 || (50..=150).contains(&c)));
+        // A scale of 0 is refused with the parameter's name.
+        let flat = LocalThresholdParams {
+            feature_size_mm: 0.0,
+            ..p
+        };
+        let e = local_threshold(
+            ct.view(),
+            [1.0; 3],
+            [4, 4, 4],
+            &flat,
+            None,
+            &Control::none(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("FeatureSizeMm"), "{e}");
     }
 }

@@ -318,16 +318,17 @@ def test_the_engine_still_serves(engine):
     engine.assert_serving("at the end of the error cases")
 
 
-def test_not_supported_is_unimplemented(stub, pb, volume, expect_error):
-    """A case the effect does not implement (Local threshold's GrowCut algorithm in segkit)
-    is UNIMPLEMENTED with "not supported", not a bad request. An engine that implements it
-    answers it instead."""
-    s = cl.segment(pb, "sel", cl.islands_segment(), LATTICE)
-    req = _req(pb, volume, effect="Local Threshold", segments=[s], selected_segment_id="sel",
-               parameters={"SegmentationAlgorithm": "GrowCut"})
-    req.point.ijk.i, req.point.ijk.j, req.point.ijk.k = 1, 1, 1
+def test_not_supported_is_unimplemented(stub, pb, volume_array, expect_error):
+    """A case the effect does not implement is UNIMPLEMENTED with "not supported", not a
+    bad request: in segkit, the automatic threshold Li on a constant image, where ITK reads
+    past its histogram and has no defined result. An engine that defines one answers it
+    instead."""
+    flat = cl.upload(stub, pb, np.full_like(volume_array, 7), LATTICE, name="constant")
+    req = _req(pb, flat, effect="Threshold",
+               parameters={"AutoThreshold": "1", "AutoThresholdMethod": "LI"})
     try:
         stub.ApplyEffect(req, timeout=30)
     except grpc.RpcError as e:
         assert "not supported" in e.details(), (e.code(), e.details())
+        assert e.code() == grpc.StatusCode.UNIMPLEMENTED, (e.code(), e.details())
         assert e.code() == grpc.StatusCode.UNIMPLEMENTED, (e.code(), e.details())
