@@ -2,12 +2,19 @@
 
 Issue 7 asks that cancelling a running computation stops it within 100 ms. This starts
 `segkit serve` (release binary), opens a 512x512x300 CT by path (make it with
-`benches/make_ct300.py OUT`), starts Grow from seeds (or `--effect Watershed`; two seed
-cubes, one in opposite corners so the working box is the whole volume)
-with ApplyEffectStream, cancels the call after a delay, and measures the time from the
+`benches/make_ct300.py OUT`), starts an effect with ApplyEffectStream, cancels the call
+after a delay, and measures the time from the
 cancel until the engine reports no effect running (`GetEngineInfo.effects_running`, polled
 every 2 ms): that is the work the engine still did. One uncancelled run gives the full
 compute time for scale.
+
+Effects (`--effect`) and their segments:
+- Grow from seeds (default), Watershed: a seed block in the middle of the right half and
+  background seeds in two opposite corners, so the working box is the whole volume;
+- Fast Marching: the same block as the selected segment's seed, `PercentMax` 30 (a large
+  front);
+- Fill between slices: a disk of radius 120 voxels, drawn on every 20th axial slice, to be
+  interpolated along k.
 
 Usage: .venv/bin/python benches/bench_cancel.py CT_DIR [--repeat 10] [--effect Watershed] [--segkit target/release/segkit]
 """
@@ -34,7 +41,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("ct", type=Path)
     ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--effect", default="Grow from seeds", help="Grow from seeds or Watershed (two seed segments)")
+    ap.add_argument("--effect", default="Grow from seeds",
+                    help="Grow from seeds, Watershed, Fast Marching or Fill between slices")
     ap.add_argument("--segkit", type=Path, default=REPO / "target" / "release" / "segkit")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="segkit-cancel-"))
@@ -52,9 +60,19 @@ def main() -> int:
         outside = np.zeros(lattice.shape, dtype=np.uint8)
         outside[1:4, 1:4, 1:4] = 1
         outside[nk - 4:nk - 1, nj - 4:nj - 1, ni - 4:ni - 1] = 1
+        segments = [cl.segment(pb, "a", inside, lattice), cl.segment(pb, "b", outside, lattice)]
+        parameters = {}
+        if a.effect == "Fast Marching":
+            segments, parameters = segments[:1], {"PercentMax": "30"}
+        elif a.effect == "Fill between slices":
+            jj, ii = np.ogrid[:nj, :ni]
+            disk = ((jj - nj // 2) ** 2 + (ii - ni // 2) ** 2 <= 120 ** 2).astype(np.uint8)
+            drawn = np.zeros(lattice.shape, dtype=np.uint8)
+            drawn[5:nk - 5:20] = disk
+            segments = [cl.segment(pb, "a", drawn, lattice)]
         req = pb.ApplyEffectRequest(
             effect=a.effect, volume_id=ref.volume_id, selected_segment_id="a",
-            segments=[cl.segment(pb, "a", inside, lattice), cl.segment(pb, "b", outside, lattice)])
+            segments=segments, parameters=parameters)
 
         def running():
             return stub.GetEngineInfo(pb.GetEngineInfoRequest(), timeout=10).effects_running

@@ -33,7 +33,7 @@ pub const BAND_OUT: usize = 3;
 /// Smallest speed (`1 / (INF / 1e6)`).
 const MIN_SPEED: f64 = 1e-14;
 /// Accepted voxels between two cancellation checks.
-const STEPS_PER_CHECK: usize = 1 << 14;
+const STEPS_PER_CHECK: usize = 1 << 12;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
