@@ -39,7 +39,7 @@
 use super::schema::{EffectSpec, Input, ParamSpec, ParamValues};
 use super::{Effect, EffectError, EffectOutput, EffectRequest, ModificationMode, Modifier, Target};
 use crate::kernels::bbox::nonzero_box;
-use crate::kernels::distance::{boundary_26, squared_distance, DistanceError};
+use crate::kernels::distance::{boundary_26, squared_distance_within, DistanceError};
 use ndarray::{s, Array3, ArrayView3, Zip};
 
 /// Largest margin or shell the schemas accept, in mm.
@@ -89,12 +89,11 @@ pub fn grow_or_shrink(
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<Array3<u8>, EffectError> {
     if margin_size_mm >= 0.0 {
-        let mut out = image_margin(segment, spacing_ijk, None, margin_size_mm, cancelled)?;
-        Zip::from(&mut out).and(segment).par_for_each(|o, &s| {
-            if s != 0 {
-                *o = 1;
-            }
-        });
+        let (mut out, has_boundary) = band(segment, spacing_ijk, None, margin_size_mm, cancelled)?;
+        if !has_boundary {
+            // ITK finds no boundary (the segment fills its image): Slicer would clear it.
+            out.assign(&segment.mapv(|s| u8::from(s != 0)));
+        }
         Ok(out)
     } else {
         shrink(segment, spacing_ijk, -margin_size_mm, cancelled)
@@ -122,10 +121,21 @@ pub fn image_margin(
     outer_mm: f64,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<Array3<u8>, EffectError> {
+    band(object, spacing_ijk, inner_mm, outer_mm, cancelled).map(|(out, _)| out)
+}
+
+/// [`image_margin`], and whether `object` has a boundary (without one the band is empty).
+fn band(
+    object: ArrayView3<u8>,
+    spacing_ijk: [f64; 3],
+    inner_mm: Option<f64>,
+    outer_mm: f64,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<(Array3<u8>, bool), EffectError> {
     let shape = object.dim();
     let mut out = Array3::<u8>::zeros(shape);
     let Some(bbox) = nonzero_box(object, 0) else {
-        return Ok(out);
+        return Ok((out, false));
     };
     // Voxels farther than one voxel beyond the outer margin along any axis cannot be in
     // the band; one voxel is always needed to see the boundary.
@@ -149,20 +159,45 @@ pub fn image_margin(
     ];
     let part = object.slice(window);
     let boundary = boundary_26(part, true);
+    let has_boundary = boundary.iter().any(|&b| b != 0);
     let first = [crop[0].0, crop[1].0, crop[2].0];
-    let d2 =
-        squared_distance(boundary.view(), spacing_ijk, first, cancelled).map_err(distance_error)?;
     let lower = inner_mm.map_or(f32::MIN, |m| itk_threshold(m - f64::EPSILON));
     let upper = itk_threshold(outer_mm + f64::EPSILON);
+    // Only distances up to the larger threshold decide (see `band_limit`).
+    let deciding = upper
+        .abs()
+        .max(if inner_mm.is_some() { lower.abs() } else { 0.0 });
+    let d2 = squared_distance_within(
+        boundary.view(),
+        spacing_ijk,
+        first,
+        band_limit(deciding),
+        cancelled,
+    )
+    .map_err(distance_error)?;
     Zip::from(out.slice_mut(window))
         .and(part)
         .and(&d2)
         .par_for_each(|o, &v, &d| {
-            // ITK signs object voxels negative; a voxel it never reached stays +max.
-            let signed = if v != 0 && d.is_finite() { -d } else { d };
-            *o = u8::from(lower <= signed && signed <= upper);
+            *o = u8::from(if d.is_finite() {
+                // ITK signs object voxels negative.
+                let signed = if v != 0 { -d } else { d };
+                lower <= signed && signed <= upper
+            } else {
+                // Beyond the band: farther than either threshold from the boundary, so
+                // only object voxels without a lower end are in; without any boundary
+                // ITK leaves every voxel at +max, which no band holds.
+                has_boundary && v != 0 && inner_mm.is_none()
+            });
         });
-    Ok(out)
+    Ok((out, has_boundary))
+}
+
+/// The distance limit (mm²) for a transform whose values are compared with thresholds of
+/// at most `deciding` mm²: twice that, plus 1 mm² ([`squared_distance_within`] is exact up
+/// to half its limit).
+fn band_limit(deciding: f32) -> f32 {
+    2.0 * deciding + 1.0
 }
 
 /// Slicer's shrink: the segment minus the voxels within `margin_mm` of the background,
@@ -187,9 +222,15 @@ fn shrink(
     let part = segment.slice(window);
     let background_boundary = boundary_26(part, false);
     let first = [bbox[0].0, bbox[1].0, bbox[2].0];
-    let d2 = squared_distance(background_boundary.view(), spacing_ijk, first, cancelled)
-        .map_err(distance_error)?;
     let upper = itk_threshold(margin_mm + f64::EPSILON);
+    let d2 = squared_distance_within(
+        background_boundary.view(),
+        spacing_ijk,
+        first,
+        band_limit(upper),
+        cancelled,
+    )
+    .map_err(distance_error)?;
     // Distances are never NaN: `d > upper` is "not within the margin" (+inf included).
     Zip::from(out.slice_mut(window))
         .and(part)

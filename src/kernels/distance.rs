@@ -62,6 +62,19 @@
  * index of the array's first voxel), so a crop of an image yields the same bits as the
  * whole image. The passes run along i, then j, then k, as ITK's.
  *
+ * Band
+ * ----
+ * Margin, Hollow and shrink only ask whether a distance is below a threshold T. With a
+ * `limit` L >= 2T, [`squared_distance_within`] replaces every value above L by +inf after
+ * each pass and reads each line's envelope only within sqrt(L) mm of its sites, so the
+ * work follows the band around the features instead of the whole box. A value that ends
+ * at most T is a sum, pass by pass, of terms that are all at most T, so every parabola it
+ * comes from is kept; the parabolas dropped are higher than L everywhere, and a
+ * parabola that is on the envelope next to a dropped one meets it above L. Removing them
+ * therefore changes neither the stack near the voxels at most L/2 nor the float32
+ * arithmetic there: those values are ITK's bit for bit (the tests compare the two
+ * transforms on random anisotropic volumes, and the parity tests against ITK itself).
+ *
  * Memory and parallelism
  * ----------------------
  * Arrays are [k][j][i] with i contiguous. The i pass works on rows in place. The j pass
@@ -88,6 +101,9 @@ pub enum DistanceError {
     /// A spacing that is not a positive finite number of mm.
     #[error("the voxel spacing along {axis} is {value} mm; it must be positive and finite")]
     Spacing { axis: char, value: f64 },
+    /// A distance limit that is NaN or negative.
+    #[error("the distance limit {0} mm² must be a number >= 0")]
+    Limit(f32),
 }
 
 /// Squared Euclidean distances in mm² from every voxel centre to the nearest non-zero
@@ -111,6 +127,37 @@ pub fn squared_distance(
     first_index_kji: [usize; 3],
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<Array3<f32>, DistanceError> {
+    squared_distance_within(
+        features,
+        spacing_ijk,
+        first_index_kji,
+        f32::INFINITY,
+        cancelled,
+    )
+}
+
+/// [`squared_distance`] for callers that only look at distances up to about half of
+/// `limit` (mm²): voxels farther than `limit` from every feature get `f32::INFINITY`, and
+/// the work is only done near the features (see the module's *Band* note).
+///
+/// Every value at most `limit / 2` is bit-identical to [`squared_distance`]'s, ties
+/// included; values between `limit / 2` and `limit` are that value or a value that is
+/// still above `limit / 2`; larger ones are `f32::INFINITY`. With `limit` infinite this is
+/// [`squared_distance`].
+///
+/// # Errors
+/// As [`squared_distance`]; a `limit` that is NaN or negative is a
+/// [`DistanceError::Limit`].
+pub fn squared_distance_within(
+    features: ArrayView3<u8>,
+    spacing_ijk: [f64; 3],
+    first_index_kji: [usize; 3],
+    limit: f32,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<Array3<f32>, DistanceError> {
+    if limit.is_nan() || limit < 0.0 {
+        return Err(DistanceError::Limit(limit));
+    }
     for (axis, &value) in ['i', 'j', 'k'].iter().zip(&spacing_ijk) {
         if !(value.is_finite() && value > 0.0) {
             return Err(DistanceError::Spacing { axis: *axis, value });
@@ -118,13 +165,23 @@ pub fn squared_distance(
     }
     let (nk, nj, ni) = features.dim();
     let features = features.as_standard_layout();
-    let mut out = Array3::<f32>::from_elem((nk, nj, ni), f32::INFINITY);
+    let feats = features.as_slice().expect("standard layout");
+    // 0 on features and +inf elsewhere, written by rayon's threads (the first touch of
+    // the pages is shared between them).
+    let mut start = Vec::with_capacity(feats.len());
+    super::prefer_huge_pages(&mut start);
+    start.par_extend(
+        feats
+            .par_iter()
+            .map(|&f| if f != 0 { 0.0f32 } else { f32::INFINITY }),
+    );
+    let mut out = Array3::from_shape_vec((nk, nj, ni), start).expect("one value per voxel");
     if nk * nj * ni == 0 {
         return Ok(out);
     }
-    let pos_i = Positions::new(ni, first_index_kji[2], spacing_ijk[0]);
-    let pos_j = Positions::new(nj, first_index_kji[1], spacing_ijk[1]);
-    let pos_k = Positions::new(nk, first_index_kji[0], spacing_ijk[2]);
+    let pos_i = Positions::new(ni, first_index_kji[2], spacing_ijk[0], limit);
+    let pos_j = Positions::new(nj, first_index_kji[1], spacing_ijk[1], limit);
+    let pos_k = Positions::new(nk, first_index_kji[0], spacing_ijk[2], limit);
     let stop = AtomicBool::new(false);
     let go_on = || {
         let c = stop.load(Ordering::Relaxed) || cancelled();
@@ -144,7 +201,6 @@ pub fn squared_distance(
     // Pass along i: rows in place, from 0 on features and +inf elsewhere.
     {
         let data = contiguous_mut(&mut out);
-        let feats = features.as_slice().expect("standard layout");
         data.par_chunks_mut(nj * ni)
             .zip(feats.par_chunks(nj * ni))
             .for_each_init(Envelope::default, |env, (slice, fslice)| {
@@ -152,15 +208,9 @@ pub fn squared_distance(
                     return;
                 }
                 for (row, frow) in slice.chunks_mut(ni).zip(fslice.chunks(ni)) {
-                    if !frow.iter().any(|&f| f != 0) {
-                        continue;
+                    if frow.iter().any(|&f| f != 0) {
+                        env.transform(row, &pos_i);
                     }
-                    for (v, &f) in row.iter_mut().zip(frow) {
-                        if f != 0 {
-                            *v = 0.0;
-                        }
-                    }
-                    env.transform(row, &pos_i);
                 }
             });
     }
@@ -244,13 +294,18 @@ pub fn boundary_26(mask: ArrayView3<u8>, foreground: bool) -> Array3<u8> {
             },
         );
     let o = contiguous_mut(&mut out);
+    let near_slice = |k: usize| &near[k * plane..(k + 1) * plane];
     o.par_chunks_mut(plane).enumerate().for_each(|(k, dst)| {
         let slice = &m[k * plane..(k + 1) * plane];
-        let lo = k.saturating_sub(1);
-        let hi = (k + 1).min(nk - 1);
-        for (n, d) in dst.iter_mut().enumerate() {
-            let touches = (lo..=hi).any(|kk| near[kk * plane + n] != 0);
-            *d = u8::from(other(slice[n]) == 0 && touches);
+        let below = near_slice(k.saturating_sub(1));
+        let above = near_slice((k + 1).min(nk - 1));
+        for (((d, &v), (&b, &h)), &a) in dst
+            .iter_mut()
+            .zip(slice)
+            .zip(below.iter().zip(near_slice(k)))
+            .zip(above)
+        {
+            *d = u8::from(other(v) == 0) & u8::from((b | h | a) != 0);
         }
     });
     out
@@ -279,14 +334,22 @@ fn contiguous_mut<T>(a: &mut Array3<T>) -> &mut [T] {
 
 /// Voxel positions in mm along one axis, as ITK computes them: `site` for the parabolas'
 /// roots (f32 index times f32 spacing), `query` for the voxels the envelope is read at
-/// (the product in f64, rounded to f32).
+/// (the product in f64, rounded to f32); and the band: values above `limit` become +inf,
+/// and a voxel more than `reach` voxels from every site is not evaluated (`None`: no band).
 struct Positions {
     site: Vec<f32>,
     query: Vec<f32>,
+    limit: f32,
+    reach: Option<usize>,
 }
 
 impl Positions {
-    fn new(n: usize, first: usize, spacing: f64) -> Self {
+    fn new(n: usize, first: usize, spacing: f64, limit: f32) -> Self {
+        // A site farther than sqrt(limit) mm gives more than `limit`; one voxel more
+        // covers the rounding of the positions.
+        let reach = limit
+            .is_finite()
+            .then(|| ((limit as f64).sqrt() / spacing).floor() as usize + 1);
         Positions {
             site: (first..first + n)
                 .map(|x| x as f32 * spacing as f32)
@@ -294,15 +357,19 @@ impl Positions {
             query: (first..first + n)
                 .map(|x| (x as f64 * spacing) as f32)
                 .collect(),
+            limit,
+            reach,
         }
     }
 }
 
-/// The stack of parabolas of one line (heights and root positions), reused across lines.
+/// The stack of parabolas of one line (heights and root positions), reused across lines,
+/// and the voxels of the line's sites.
 #[derive(Default)]
 struct Envelope {
     height: Vec<f32>,
     root: Vec<f32>,
+    sites: Vec<usize>,
 }
 
 impl Envelope {
@@ -310,9 +377,13 @@ impl Envelope {
     fn transform(&mut self, line: &mut [f32], pos: &Positions) {
         self.height.clear();
         self.root.clear();
+        self.sites.clear();
         for (x, &f) in line.iter().enumerate() {
             if !f.is_finite() {
                 continue;
+            }
+            if pos.reach.is_some() {
+                self.sites.push(x);
             }
             let w = pos.site[x];
             while let [.., hu, hv] = self.height[..] {
@@ -330,16 +401,45 @@ impl Envelope {
             return;
         };
         let mut l = 0;
-        for (v, &q) in line.iter_mut().zip(&pos.query) {
-            let e = self.root[l] - q;
-            let mut best = self.height[l] + e * e;
-            while l < last {
-                let e = self.root[l + 1] - q;
-                let next = self.height[l + 1] + e * e;
+        let Some(reach) = pos.reach else {
+            self.read(line, &pos.query, &mut l, last);
+            return;
+        };
+        // Only the voxels within `reach` of a site: runs of them, left to right, with the
+        // pointer carried from one run to the next as in the full sweep.
+        let n = line.len();
+        let mut at = 0;
+        while at < self.sites.len() {
+            let start = self.sites[at].saturating_sub(reach);
+            let mut end = (self.sites[at] + reach + 1).min(n);
+            at += 1;
+            while at < self.sites.len() && self.sites[at].saturating_sub(reach) <= end {
+                end = (self.sites[at] + reach + 1).min(n);
+                at += 1;
+            }
+            self.read(&mut line[start..end], &pos.query[start..end], &mut l, last);
+            for v in &mut line[start..end] {
+                if *v > pos.limit {
+                    *v = f32::INFINITY;
+                }
+            }
+        }
+    }
+
+    /// Writes the envelope at the voxels of `line` (positions `query`), moving the stack
+    /// pointer `l` only to a strictly lower parabola.
+    #[inline]
+    fn read(&self, line: &mut [f32], query: &[f32], l: &mut usize, last: usize) {
+        for (v, &q) in line.iter_mut().zip(query) {
+            let e = self.root[*l] - q;
+            let mut best = self.height[*l] + e * e;
+            while *l < last {
+                let e = self.root[*l + 1] - q;
+                let next = self.height[*l + 1] + e * e;
                 if best <= next {
                     break;
                 }
-                l += 1;
+                *l += 1;
                 best = next;
             }
             *v = best;
@@ -520,7 +620,63 @@ mod tests {
         })
     }
 
+    /// Longer lines with sparse features, so that the band leaves voxels out.
+    fn sparse_volume() -> impl Strategy<Value = (Array3<u8>, [f64; 3])> {
+        let dims = (1usize..10, 1usize..14, 8usize..48);
+        let spacing = prop::array::uniform3(prop::sample::select(vec![
+            0.7, 1.0, 3.05, 0.683594, 2.5, 0.5,
+        ]));
+        (dims, spacing, 1u32..12).prop_flat_map(|((nk, nj, ni), s, percent)| {
+            prop::collection::vec(
+                prop::bool::weighted(f64::from(percent) / 100.0),
+                nk * nj * ni,
+            )
+            .prop_map(move |v| {
+                let data = v.into_iter().map(u8::from).collect();
+                (Array3::from_shape_vec((nk, nj, ni), data).unwrap(), s)
+            })
+        })
+    }
+
+    /// Thresholds (mm²) the effects compare with: squares of multiples and sums of squares
+    /// of the spacings above (ties), and arbitrary ones.
+    fn threshold() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            prop::sample::select(vec![
+                0.49f32,
+                0.98,
+                1.0,
+                1.96,
+                2.0,
+                4.0,
+                9.0,
+                9.3025,
+                0.467_300_8,
+                25.0,
+                6.25,
+                0.25
+            ]),
+            0.0f32..40.0,
+        ]
+    }
+
     proptest! {
+        /// Within half its limit the band transform gives the full transform's bits; above,
+        /// it stays above.
+        #[test]
+        fn the_band_keeps_every_value_that_decides((f, s) in sparse_volume(), t in threshold()) {
+            let full = squared_distance(f.view(), s, [0, 0, 0], &never).unwrap();
+            let limit = 2.0 * t + 1.0;
+            let band = squared_distance_within(f.view(), s, [0, 0, 0], limit, &never).unwrap();
+            for (n, (a, b)) in full.iter().zip(band.iter()).enumerate() {
+                if *a <= limit / 2.0 {
+                    prop_assert_eq!(a.to_bits(), b.to_bits(), "voxel {}: {} vs {}", n, a, b);
+                } else {
+                    prop_assert!(*b > limit / 2.0, "voxel {}: {} vs {}", n, a, b);
+                }
+            }
+        }
+
         /// The transform equals brute force to float32 precision, on random volumes with
         /// anisotropic spacing.
         #[test]

@@ -71,6 +71,7 @@
 //! assert_eq!(row, [1, 1, 1, 1, 2, 2, 2]);
 //! ```
 
+use super::prefer_huge_pages;
 use crate::effects::{Control, EffectError};
 use ndarray::{Array3, ArrayView3};
 
@@ -546,34 +547,6 @@ impl GrowCut {
         }
         Ok(())
     }
-}
-
-/// Asks Linux to back a large, not yet touched buffer with transparent huge pages (when
-/// the system allows them on request): Dijkstra reads it in an order that jumps across
-/// slices, and with 4 KiB pages nearly every access would also miss the TLB. Only a hint;
-/// nothing changes where it is not honoured.
-fn prefer_huge_pages<T>(v: &mut Vec<T>) {
-    #[cfg(target_os = "linux")]
-    {
-        extern "C" {
-            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
-        }
-        const MADV_HUGEPAGE: i32 = 14;
-        const HUGE_PAGE: usize = 2 << 20;
-        let start = v.as_mut_ptr() as usize;
-        let end = start + v.capacity() * std::mem::size_of::<T>();
-        let first = start.next_multiple_of(HUGE_PAGE);
-        let last = end / HUGE_PAGE * HUGE_PAGE;
-        if last > first {
-            // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE
-            // changes how the kernel backs it, never its contents.
-            unsafe {
-                madvise(first as *mut std::ffi::c_void, last - first, MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = v;
 }
 
 /// A fresh start: seeds at [`SEED_DISTANCE`], locked voxels frozen, the rest unreached
