@@ -125,3 +125,36 @@ def test_every_engine_parameter_type_is_known(effects):
     for info in effects:
         for p in info.parameters:
             assert p.type in schema.KNOWN_PARAMETER_TYPES, (info.name, p.name, p.type)
+
+
+def test_only_the_segments_an_effect_reads_are_sent(effects):
+    """Each segment sent is a full-size array read from MRML on the GUI thread: the schema
+    and the editable area decide which go (issue 10), in segmentation order."""
+    ids = ["s1", "s2", "s3", "s4"]
+    visible = ["s1", "s3"]
+
+    def send(effect, values=None, selected="s2", masking=None):
+        spec = schema.effect_spec(schema.find_effect(effects, effect))
+        merged = dict(spec.defaults())
+        merged.update(values or {})
+        return spec.segments_to_send(merged, ids, visible, selected, masking)
+
+    # Threshold reads no segment; Margin its selected one and, for "apply to visible
+    # segments", the visible ones; Islands' ADD_SELECTED_ISLAND the visible ones.
+    assert send("Threshold") == ()
+    assert send("Margin") == ("s1", "s2", "s3")
+    assert send("Islands", {"Operation": "KEEP_LARGEST_ISLAND"}) == ("s2",)
+    assert send("Islands", {"Operation": "ADD_SELECTED_ISLAND"}) == ("s1", "s2", "s3")
+    assert send("Grow from seeds", selected="s4") == ("s1", "s3")
+    # Logical operators: the selected and the modifier segment, hidden or not; Invert
+    # and Fill look at every segment.
+    assert send("Logical operators", {"Operation": "SUBTRACT", "ModifierSegmentID": "s4"}) == ("s2", "s4")
+    assert send("Logical operators", {"Operation": "INVERT"}) == tuple(ids)
+    # The editable area's segments go with any effect (the engine builds locked voxels).
+    inside_single, outside_all, outside_visible = 5, 3, 4
+    assert send("Threshold", masking=(inside_single, "s4", 0, None)) == ("s4",)
+    assert send("Threshold", masking=(outside_all, "", 0, None)) == tuple(ids)
+    assert send("Flood filling", masking=(outside_visible, "", 0, None)) == ("s1", "s3")
+    assert send("Threshold", masking=(0, "", 0, (-100.0, 100.0))) == ()
+    # A new segment (none selected) reads nothing of itself.
+    assert send("Islands", {"Operation": "KEEP_LARGEST_ISLAND"}, selected=None) == ()

@@ -195,7 +195,8 @@ impl Effect for Hollow {
             "Hollow",
             "Make the selected segment hollow by replacing it with a uniform-thickness shell defined by its boundary.",
         );
-        spec.inputs = vec![Input::SelectedSegment];
+        // The visible segments are read with `ApplyToAllVisibleSegments`.
+        spec.inputs = vec![Input::SelectedSegment, Input::VisibleSegments];
         spec.params = vec![mode, thickness, all];
         spec
     }

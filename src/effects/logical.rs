@@ -258,13 +258,15 @@ impl Effect for Logical {
                 LogicalOperation::Invert,
                 "Invert",
                 "Invert the selected segment (nothing happens while the segmentation is empty, as in Slicer).",
-            ),
+            )
+            .needs(&[Input::AllSegments]),
             op(LogicalOperation::Clear, "Clear", "Clear the selected segment."),
             op(
                 LogicalOperation::Fill,
                 "Fill",
                 "Fill the selected segment completely (nothing happens while the segmentation is empty, as in Slicer).",
-            ),
+            )
+            .needs(&[Input::AllSegments]),
         ];
         let needs_modifier: Vec<&'static str> = LogicalOperation::ALL
             .into_iter()
@@ -277,9 +279,10 @@ impl Effect for Logical {
             "Logical operators",
             "Combine the selected segment with a modifier segment, or invert, clear or fill it.",
         );
-        // Every segment is needed: the modifier segment, and whether the segmentation is
-        // empty (INVERT and FILL then do nothing, as in Slicer).
-        spec.inputs = vec![Input::SelectedSegment, Input::VisibleSegments];
+        // The selected segment and the one `ModifierSegmentID` names (a segment
+        // parameter: clients send it); INVERT and FILL also need every segment, to know
+        // whether the segmentation is empty (they then do nothing, as in Slicer).
+        spec.inputs = vec![Input::SelectedSegment];
         spec.params = vec![
             ParamSpec::choice("Operation", "Operation", operations, "COPY"),
             ParamSpec::segment("ModifierSegmentID", "Modifier segment")

@@ -323,7 +323,8 @@ impl Effect for Margin {
             "Margin",
             "Grow or shrink the selected segment by a margin in mm.",
         );
-        spec.inputs = vec![Input::SelectedSegment];
+        // The visible segments are read with `ApplyToAllVisibleSegments`.
+        spec.inputs = vec![Input::SelectedSegment, Input::VisibleSegments];
         spec.params = vec![size, all];
         spec
     }

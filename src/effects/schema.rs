@@ -21,6 +21,9 @@ pub enum Input {
     Point,
     /// Several positions at once (a markups point list: Segment from boundary points).
     PointList,
+    /// Every segment, hidden ones too (Logical operators' Invert and Fill look at the
+    /// selected segment's whole layer).
+    AllSegments,
 }
 
 /// The type of a parameter's value.

@@ -458,7 +458,8 @@ impl Effect for Smoothing {
             "Make segment boundaries smoother by removing extrusions and filling small holes \
              (median, opening, closing or Gaussian). Replaces the segment inside the editable area.",
         );
-        spec.inputs = vec![Input::SelectedSegment];
+        // The visible segments are read with `ApplyToAllVisibleSegments`.
+        spec.inputs = vec![Input::SelectedSegment, Input::VisibleSegments];
         spec.params = vec![method, kernel, sigma, factor, all];
         spec.long_running = true;
         spec

@@ -1127,6 +1127,7 @@ fn effect_to_pb(e: &EffectSpec) -> pb::EffectInfo {
             Input::VisibleSegments => pb::EffectInput::VisibleSegments,
             Input::Point => pb::EffectInput::Point,
             Input::PointList => pb::EffectInput::PointList,
+            Input::AllSegments => pb::EffectInput::AllSegments,
         }) as i32
     };
     pb::EffectInfo {

@@ -641,20 +641,20 @@ class EngineLogic:
                                   array=image_to_array(aligned, copy=not uploaded), lattice=lattice,
                                   name=context.source_volume_node.GetName() or "")
 
-        # Every segment goes with any effect that reads segments, not only the selected
-        # one: operations such as Islands' ADD_SELECTED_ISLAND flood the merged labelmap
-        # of the visible segments although the schema lists only the selected segment.
-        # Masks are cropped and run-length coded, so this costs little.
-        # With an editable area other than "everywhere" the segments go too, so that
-        # effects whose algorithm stops at locked voxels (Flood filling) can build it.
+        # Only the segments the effect reads go (each is a full-size array read from MRML
+        # on the GUI thread): the selected one, the visible ones when the effect or its
+        # chosen operation says so in its schema, segments named by parameters, and those
+        # the editable area is made of (effects whose algorithm stops at locked voxels,
+        # such as Flood filling, build it in the engine).
         masking = context.masking_settings()
         segments: List[SegmentInput] = []
-        if spec.needs_segments(merged) or (masking is not None and masking[0] != 0):
-            seg_node = context.segmentation_node
-            ids = list(seg_node.GetSegmentation().GetSegmentIDs())
-            visible = set(context.visible_segment_ids())
-            arrays = segment_masks(seg_node, reference, ids)
-            for sid in ids:
+        seg_node = context.segmentation_node
+        ids = list(seg_node.GetSegmentation().GetSegmentIDs())
+        visible = context.visible_segment_ids()
+        send = spec.segments_to_send(merged, ids, visible, context.selected_segment_id, masking)
+        if send:
+            arrays = segment_masks(seg_node, reference, send)
+            for sid in send:
                 segment = seg_node.GetSegmentation().GetSegment(sid)
                 segments.append(SegmentInput(
                     id=sid, name=segment.GetName() or sid, visible=sid in visible,

@@ -34,6 +34,10 @@ NO_SEGMENT_TITLE = "(none)"
 INPUT_SOURCE_VOLUME, INPUT_SELECTED_SEGMENT, INPUT_VISIBLE_SEGMENTS, INPUT_POINT = 1, 2, 3, 4
 # Several positions from a markups point list (Segment from boundary points).
 INPUT_POINT_LIST = 5
+INPUT_ALL_SEGMENTS = 6
+# Slicer's editable-area modes (vtkMRMLSegmentationNode::EditAllowed...), the proto's MaskMode.
+(MASK_EVERYWHERE, MASK_INSIDE_ALL, MASK_INSIDE_VISIBLE, MASK_OUTSIDE_ALL, MASK_OUTSIDE_VISIBLE,
+ MASK_INSIDE_SINGLE) = range(6)
 
 _SOURCE_MINIMUM, _SOURCE_MAXIMUM, _SOURCE_QUARTER_RANGE = 1, 2, 3
 
@@ -133,7 +137,36 @@ class EffectSpec:
 
     def needs_segments(self, values: Mapping[str, str]) -> bool:
         inputs = self.inputs_for(values)
-        return INPUT_SELECTED_SEGMENT in inputs or INPUT_VISIBLE_SEGMENTS in inputs
+        return bool({INPUT_SELECTED_SEGMENT, INPUT_VISIBLE_SEGMENTS, INPUT_ALL_SEGMENTS} & set(inputs))
+
+    def segments_to_send(self, values: Mapping[str, str], segment_ids: Sequence[str],
+                         visible: Sequence[str], selected: Optional[str],
+                         masking=None) -> Tuple[str, ...]:
+        """The segments a request must carry, in segmentation order: the selected one when
+        the effect reads it, the visible ones when it (or its chosen operation) reads them,
+        segments named by segment parameters, and those the editable area is made of
+        (`masking` as `EditorContext.masking_settings` gives it). Nothing else is read from
+        MRML or sent."""
+        inputs = self.inputs_for(values)
+        wanted = set()
+        if INPUT_SELECTED_SEGMENT in inputs and selected:
+            wanted.add(selected)
+        if INPUT_VISIBLE_SEGMENTS in inputs:
+            wanted.update(visible)
+        if INPUT_ALL_SEGMENTS in inputs:
+            wanted.update(segment_ids)
+        for p in self.parameters:
+            if p.kind == SEGMENT and p.is_visible(values) and values.get(p.name):
+                wanted.add(values[p.name])
+        if masking is not None:
+            mode, mask_segment = masking[0], masking[1]
+            if mode in (MASK_INSIDE_ALL, MASK_OUTSIDE_ALL):
+                wanted.update(segment_ids)
+            elif mode in (MASK_INSIDE_VISIBLE, MASK_OUTSIDE_VISIBLE):
+                wanted.update(visible)
+            elif mode == MASK_INSIDE_SINGLE and mask_segment:
+                wanted.add(mask_segment)
+        return tuple(sid for sid in segment_ids if sid in wanted)
 
     def needs_source(self, values: Mapping[str, str]) -> bool:
         return INPUT_SOURCE_VOLUME in self.inputs_for(values)
