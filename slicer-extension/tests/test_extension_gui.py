@@ -516,3 +516,25 @@ def test_new_volume_is_added_shown_and_named(gui, monkeypatch, small):
     assert label is not None and label.GetClassName() == "vtkMRMLLabelMapVolumeNode"
     assert fake.shown[-1] == {"label": label, "fit": False}
     assert f'new label map "Small label" ({label.GetID()})' in effect.resultLabel.text
+
+
+def test_a_source_change_rebuilds_the_widgets_once(gui, monkeypatch, scene_volume, logic):
+    """Slicer 5.1+ notifies a source change with sourceVolumeNodeChanged and then
+    masterVolumeNodeChanged (qMRMLSegmentEditorWidget, "for backward compatibility");
+    Slicer 5.0 only with the latter. Either way the widgets are built once."""
+    scene, volume = scene_volume
+    world = ref.World(scene, volume, "source change")
+    effect, _ = make_effect(world, logic, monkeypatch)
+    builds = []
+    original = effect.buildParameterWidgets
+    monkeypatch.setattr(effect, "buildParameterWidgets", lambda: (builds.append(1), original())[1])
+    effect.sourceVolumeNodeChanged()
+    effect.masterVolumeNodeChanged()
+    assert len(builds) == 1
+    # A Slicer 5.0 effect (a fresh one) only hears masterVolumeNodeChanged.
+    old, _ = make_effect(world, logic, monkeypatch)
+    old_builds = []
+    original_old = old.buildParameterWidgets
+    monkeypatch.setattr(old, "buildParameterWidgets", lambda: (old_builds.append(1), original_old())[1])
+    old.masterVolumeNodeChanged()
+    assert len(old_builds) == 1

@@ -610,11 +610,19 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.updateGUIFromMRML()
 
     def sourceVolumeNodeChanged(self):
+        self.sourceNotified = True
+        self.rebuildForSource()
+
+    def masterVolumeNodeChanged(self):
+        # Slicer < 5.1 only calls this; later versions call sourceVolumeNodeChanged and
+        # then this one "for backward compatibility", which must not rebuild again.
+        if not getattr(self, "sourceNotified", False):
+            self.rebuildForSource()
+
+    def rebuildForSource(self):
+        """The source's range sets defaults and slider ranges: rebuild the widgets."""
         if self.currentInfo() is not None:
             self.onEffectSelected(self.effectCombo.currentIndex)
-
-    def masterVolumeNodeChanged(self):  # Slicer < 5.1
-        self.sourceVolumeNodeChanged()
 
     def buildParameterWidgets(self):
         for label, widget in self.rows.values():
