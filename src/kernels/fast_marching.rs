@@ -274,9 +274,11 @@ pub fn march(
     let seed_flat = seeds.as_standard_layout();
     let seed_flat = seed_flat.as_slice().expect("standard layout");
     let mut status = vec![Status::Far; n];
-    let mut t = vec![INF; n];
-    // Median and spread, computed when first needed (-1 = not yet).
-    let mut spread = vec![-1i32; n];
+    let mut t = Times::new(n);
+    // Median and spread, computed when first needed (spread stored + 1; 0 = not yet). Both
+    // start as zeros, which the allocator hands out without touching: only the pages the
+    // front reaches are ever written (a volume is hundreds of MB of them).
+    let mut spread = vec![0i32; n];
     let mut median = vec![0i32; n];
     let (sj, sk) = (ni, ni * nj);
     let inside = |i: usize, j: usize, k: usize| {
@@ -304,7 +306,7 @@ pub fn march(
         }
     }
     let stats = |v: usize, spread: &mut Vec<i32>, median: &mut Vec<i32>| -> (usize, usize) {
-        if spread[v] < 0 {
+        if spread[v] == 0 {
             let mut hood = [0i32; 27];
             let mut p = 0;
             for dk in [-1isize, 0, 1] {
@@ -317,10 +319,10 @@ pub fn march(
                 }
             }
             hood.sort_unstable();
-            spread[v] = hood[21] - hood[5];
+            spread[v] = hood[21] - hood[5] + 1;
             median[v] = hood[13];
         }
-        (median[v].max(0) as usize, spread[v].max(0) as usize)
+        (median[v].max(0) as usize, (spread[v] - 1).max(0) as usize)
     };
     let mut p_intensity = Density::new(max);
     let mut p_spread = Density::new(max);
@@ -390,15 +392,17 @@ pub fn march(
             continue;
         }
         status[s] = Status::Known;
-        t[s] = 0.0;
+        t.set(s, 0.0);
         known.push(s);
         for &o in &neighbours26 {
             let w = (s as isize + o) as usize;
             if status[w] == Status::Far {
                 status[w] = Status::Trial;
                 trial += 1;
-                t[w] = distance26(o) / speed(w, &mut spread, &mut median, &p_intensity, &p_spread);
-                heap.push(Entry { t: t[w], index: w });
+                let tw =
+                    distance26(o) / speed(w, &mut spread, &mut median, &p_intensity, &p_spread);
+                t.set(w, tw);
+                heap.push(Entry { t: tw, index: w });
             }
         }
     }
@@ -411,10 +415,10 @@ pub fn march(
         let Some(Entry { t: tv, index: v }) = heap.pop() else {
             break; // nowhere else to go
         };
-        if status[v] != Status::Trial || tv != t[v] {
+        if status[v] != Status::Trial || tv != t.get(v) {
             continue; // a stale entry
         }
-        if t[v] >= INF {
+        if t.get(v) >= INF {
             break;
         }
         trial -= 1;
@@ -435,8 +439,8 @@ pub fn march(
                             status[w] = Status::Trial;
                             trial += 1;
                         }
-                        if new_t != t[w] || was_far {
-                            t[w] = new_t;
+                        if new_t != t.get(w) || was_far {
+                            t.set(w, new_t);
                             heap.push(Entry { t: new_t, index: w });
                         }
                     }
@@ -472,11 +476,11 @@ fn decompose(o: isize, sj: isize, sk: isize) -> (isize, isize, isize) {
 /// The upwind arrival time at `v` with speed `s` (Pichon's `computeT`): the larger root of
 /// the quadratic over the axes whose smaller neighbour time is below `v`'s own, or, when
 /// that has no root, the best neighbour time plus `1 / s`.
-fn arrival(v: usize, s: f64, t: &[f64], status: &[Status], sj: usize, sk: usize) -> f64 {
-    let tij = t[v];
+fn arrival(v: usize, s: f64, t: &Times, status: &[Status], sj: usize, sk: usize) -> f64 {
+    let tij = t.get(v);
     let (mut a, mut b, mut c) = (0.0f64, 0.0f64, -1.0 / (s * s));
     for d in [1usize, sj, sk] {
-        let (tm, tp) = (t[v - d], t[v + d]);
+        let (tm, tp) = (t.get(v - d), t.get(v + d));
         let (dm, dp) = (tij - tm, tp - tij);
         if dm > 0.0 || dp < 0.0 {
             let u = if dm > -dp { tm } else { tp };
@@ -491,13 +495,33 @@ fn arrival(v: usize, s: f64, t: &[f64], status: &[Status], sj: usize, sk: usize)
         for d in [1usize, sj, sk] {
             for w in [v - d, v + d] {
                 if matches!(status[w], Status::Trial | Status::Known) {
-                    best = best.min(t[w] + 1.0 / s);
+                    best = best.min(t.get(w) + 1.0 / s);
                 }
             }
         }
         return best;
     }
     (-b + discr.sqrt()) / (2.0 * a)
+}
+
+/// Arrival times, [`INF`] until set, stored as their bits XOR `INF`'s so that the
+/// allocator's untouched zero pages read as `INF`.
+struct Times(Vec<u64>);
+
+impl Times {
+    fn new(n: usize) -> Self {
+        Times(vec![0; n])
+    }
+
+    #[inline]
+    fn get(&self, v: usize) -> f64 {
+        f64::from_bits(self.0[v] ^ INF.to_bits())
+    }
+
+    #[inline]
+    fn set(&mut self, v: usize, t: f64) {
+        self.0[v] = t.to_bits() ^ INF.to_bits();
+    }
 }
 
 #[cfg(test)]
