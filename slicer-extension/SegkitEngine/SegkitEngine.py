@@ -88,8 +88,17 @@ class SegkitEngineLogic(ScriptedLoadableModuleLogic):
             return engine.address
         return self.configuredAddress()
 
+    def tokenStore(self):
+        from segkit_slicer.token_store import TokenStore
+
+        return TokenStore(self.setting, self.setSetting, SETTINGS_TOKEN)
+
     def token(self):
-        return self.setting(SETTINGS_TOKEN) or None
+        """The token, from the system keyring when there is one, else the settings."""
+        return self.tokenStore().get()
+
+    def setToken(self, token):
+        self.tokenStore().set(token)
 
     # -- connection -----------------------------------------------------------------------
 
@@ -148,7 +157,7 @@ class SegkitEngineWidget(ScriptedLoadableModuleWidget):
         self.tokenEdit = qt.QLineEdit(self.logic.token() or "")
         self.tokenEdit.setEchoMode(qt.QLineEdit.Password)
         self.tokenEdit.setToolTip("Token the engine was started with (--token); empty for none. "
-                                  "Stored in Slicer's settings file.")
+                                  f"Kept in {self.logic.tokenStore().where}.")
         form.addRow("Token:", self.tokenEdit)
         self.statusLabel = qt.QLabel("not checked yet")
         self.statusLabel.wordWrap = True
@@ -200,7 +209,8 @@ class SegkitEngineWidget(ScriptedLoadableModuleWidget):
 
     def onSettingsChanged(self):
         self.logic.setSetting(SETTINGS_ADDRESS, self.addressEdit.text.strip())
-        self.logic.setSetting(SETTINGS_TOKEN, self.tokenEdit.text)
+        if self.tokenEdit.text != (self.logic.token() or ""):
+            self.logic.setToken(self.tokenEdit.text)
         self.logic.setSetting(SETTINGS_BINARY, self.binaryEdit.text.strip())
         self.statusLabel.text = "checking..."
 
