@@ -26,6 +26,7 @@ from segkit_slicer.dependencies import ensure_dependencies, missing_modules
 SETTINGS_ADDRESS = "Segkit/EngineAddress"
 SETTINGS_TOKEN = "Segkit/EngineToken"
 SETTINGS_BINARY = "Segkit/SegkitPath"
+SETTINGS_AUTOSTART = "Segkit/StartLocalEngine"
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 HEALTH_POLL_MS = 2000
 
@@ -134,6 +135,23 @@ class SegkitEngineLogic(ScriptedLoadableModuleLogic):
         self.localEngine = LocalEngine(binary, listen="127.0.0.1:0", token=self.token()).start()
         return self.localEngine
 
+    def autoStartEnabled(self):
+        return self.setting(SETTINGS_AUTOSTART, "1") == "1"
+
+    def autoStartLocalEngine(self):
+        """When the effect is first used: starts the local engine if the setting asks for
+        it (on by default), none runs, and the user has not configured an engine address of
+        their own (calls go to the local engine while it runs, which would bypass theirs).
+        Answers the local engine while its address is not known yet (the caller waits for
+        it off the GUI thread), else None."""
+        engine = self.localEngine
+        if engine is not None and engine.running:
+            return None if engine.address else engine
+        if not self.autoStartEnabled() or self.setting(SETTINGS_ADDRESS) not in ("", DEFAULT_ADDRESS):
+            return None
+        engine = self.startLocalEngine()
+        return None if engine.address else engine
+
     def stopLocalEngine(self):
         if self.localEngine is not None:
             self.localEngine.stop()
@@ -176,6 +194,10 @@ class SegkitEngineWidget(ScriptedLoadableModuleWidget):
         self.binaryEdit.setPlaceholderText("segkit on PATH")
         self.binaryEdit.setToolTip("Path of the segkit binary; empty to use the one on PATH")
         localForm.addRow("segkit binary:", self.binaryEdit)
+        self.autoStartCheck = qt.QCheckBox("Start it when the Segkit effect is first used")
+        self.autoStartCheck.checked = self.logic.autoStartEnabled()
+        self.autoStartCheck.setToolTip("Unless an engine address of your own is set above")
+        localForm.addRow(self.autoStartCheck)
         buttons = qt.QHBoxLayout()
         self.startButton = qt.QPushButton("Start local engine")
         self.stopButton = qt.QPushButton("Stop")
@@ -188,6 +210,7 @@ class SegkitEngineWidget(ScriptedLoadableModuleWidget):
         self.addressEdit.connect("editingFinished()", self.onSettingsChanged)
         self.tokenEdit.connect("editingFinished()", self.onSettingsChanged)
         self.binaryEdit.connect("editingFinished()", self.onSettingsChanged)
+        self.autoStartCheck.connect("toggled(bool)", self.onSettingsChanged)
         self.connectButton.connect("clicked()", self.onConnect)
         self.startButton.connect("clicked()", self.onStart)
         self.stopButton.connect("clicked()", self.onStop)
@@ -212,6 +235,7 @@ class SegkitEngineWidget(ScriptedLoadableModuleWidget):
         if self.tokenEdit.text != (self.logic.token() or ""):
             self.logic.setToken(self.tokenEdit.text)
         self.logic.setSetting(SETTINGS_BINARY, self.binaryEdit.text.strip())
+        self.logic.setSetting(SETTINGS_AUTOSTART, "1" if self.autoStartCheck.checked else "0")
         self.statusLabel.text = "checking..."
 
     def updateButtons(self):

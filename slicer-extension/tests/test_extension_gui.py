@@ -50,6 +50,7 @@ def make_effect(world, logic, monkeypatch):
     effect = module.SegmentEditorEffect(scripted)
     assert scripted.name == "Segkit" and scripted.perSegment
     monkeypatch.setattr(effect, "engineLogic", lambda: logic)
+    monkeypatch.setattr(effect, "startLocalEngineIfNeeded", lambda: None)   # `logic` is the engine
     effect.setupOptionsFrame()
     effect.setMRMLDefaults()
     effect.activate()
@@ -538,3 +539,38 @@ def test_a_source_change_rebuilds_the_widgets_once(gui, monkeypatch, scene_volum
     monkeypatch.setattr(old, "buildParameterWidgets", lambda: (old_builds.append(1), original_old())[1])
     old.masterVolumeNodeChanged()
     assert len(old_builds) == 1
+
+
+def test_the_effect_starts_a_local_engine_when_first_used(gui, monkeypatch, scene_volume, segkit_bin):
+    """Like MONAI Label's module: with no engine address of the user's own, the first use
+    of the effect starts `segkit serve` (found beside the extension, in the settings or on
+    PATH), waits for its address off the GUI thread and lists its effects. An address of
+    the user's own, or the setting off, starts nothing."""
+    monkeypatch.syspath_prepend(str(EXTENSION / "SegkitEngine"))
+    engine_module = importlib.import_module("SegkitEngine")
+    monkeypatch.setattr(engine_module.SegkitEngineLogic, "_shared", None)
+    monkeypatch.setattr(fake.Settings, "store", {engine_module.SETTINGS_BINARY: str(segkit_bin)})
+    scene, volume = scene_volume
+    world = ref.World(scene, volume, "auto-start")
+    module = importlib.import_module("SegmentEditorSegkitLib.SegmentEditorEffect")
+    effect = module.SegmentEditorEffect(fake.ScriptedEffect(world.logic, world.seg))
+    effect.setupOptionsFrame()
+    effect.setMRMLDefaults()
+    shared = engine_module.SegkitEngineLogic.shared()
+    try:
+        effect.activate()
+        # Waiting for the engine's address, or (if it was quick) already listing its effects.
+        assert effect.call is not None
+        run_until_idle(effect)
+        engine = shared.localEngine
+        assert engine is not None and engine.running and engine.address
+        assert effect.effectInfos and engine.address in effect.engineLabel.text
+        # The configured address was not touched.
+        assert engine_module.SETTINGS_ADDRESS not in fake.Settings.store
+    finally:
+        shared.stopLocalEngine()
+    fake.Settings.store[engine_module.SETTINGS_ADDRESS] = "10.1.2.3:6000"
+    assert shared.autoStartLocalEngine() is None and shared.localEngine is None
+    fake.Settings.store[engine_module.SETTINGS_ADDRESS] = ""
+    fake.Settings.store[engine_module.SETTINGS_AUTOSTART] = "0"
+    assert shared.autoStartLocalEngine() is None and shared.localEngine is None

@@ -369,6 +369,13 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
         return SegkitEngineLogic.shared().engineLogic()
 
+    def startLocalEngineIfNeeded(self):
+        """The local engine being started (see `SegkitEngineLogic.autoStartLocalEngine`),
+        or None when calls can go out now."""
+        from SegkitEngine import SegkitEngineLogic
+
+        return SegkitEngineLogic.shared().autoStartLocalEngine()
+
     def listedEngineLogic(self):
         """The engine logic whose effects the panel shows, or None when the engine changed
         since (another address or token): then its effects are listed again off the GUI
@@ -551,6 +558,18 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def refreshEffects(self):
         if self.call is not None:
+            return
+        try:
+            starting = self.startLocalEngineIfNeeded()
+        except Exception as e:
+            self.engineLabel.text = f"Engine: could not start a local engine: {e}"
+            return
+        if starting is not None:
+            # Its address comes on its first output line: wait for it off the GUI thread,
+            # then list its effects.
+            self.engineLabel.text = "Engine: starting a local engine..."
+            self.startCall(lambda report: starting.wait_ready(),
+                           lambda address: self.refreshEffects(), "Starting a local engine...")
             return
         try:
             logic = self.engineLogic()
