@@ -27,6 +27,8 @@ SETTINGS_ADDRESS = "Segkit/EngineAddress"
 SETTINGS_TOKEN = "Segkit/EngineToken"
 SETTINGS_BINARY = "Segkit/SegkitPath"
 SETTINGS_AUTOSTART = "Segkit/StartLocalEngine"
+SETTINGS_RECENT = "Segkit/RecentEngineAddresses"   # newline-separated, most recent first
+RECENT_ADDRESSES = 8
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 HEALTH_POLL_MS = 2000
 
@@ -80,6 +82,18 @@ class SegkitEngineLogic(ScriptedLoadableModuleLogic):
     def configuredAddress(self):
         """The address the user set (kept in the settings)."""
         return self.setting(SETTINGS_ADDRESS, DEFAULT_ADDRESS)
+
+    def recentAddresses(self):
+        """Engine addresses the user set before, most recent first."""
+        return [a for a in self.setting(SETTINGS_RECENT).split("\n") if a.strip()]
+
+    def setConfiguredAddress(self, address):
+        """Keeps `address` as the configured one and first in the recent addresses."""
+        address = address.strip()
+        self.setSetting(SETTINGS_ADDRESS, address)
+        if address:
+            recent = [address] + [a for a in self.recentAddresses() if a != address]
+            self.setSetting(SETTINGS_RECENT, "\n".join(recent[:RECENT_ADDRESSES]))
 
     def address(self):
         """Where calls go: the local engine while it runs (its port is new on every start and
@@ -172,6 +186,10 @@ class SegkitEngineWidget(ScriptedLoadableModuleWidget):
         self.addressEdit = qt.QLineEdit(self.logic.configuredAddress())
         self.addressEdit.setToolTip("host:port of a running engine (segkit serve --listen host:port)")
         form.addRow("Address:", self.addressEdit)
+        self.recentCombo = qt.QComboBox()
+        self.recentCombo.setToolTip("Engine addresses used before: pick one to connect to it again")
+        self.fillRecentAddresses()
+        form.addRow("Recent:", self.recentCombo)
         self.tokenEdit = qt.QLineEdit(self.logic.token() or "")
         self.tokenEdit.setEchoMode(qt.QLineEdit.Password)
         self.tokenEdit.setToolTip("Token the engine was started with (--token); empty for none. "
@@ -208,6 +226,7 @@ class SegkitEngineWidget(ScriptedLoadableModuleWidget):
         self.layout.addStretch(1)
 
         self.addressEdit.connect("editingFinished()", self.onSettingsChanged)
+        self.recentCombo.connect("currentIndexChanged(int)", self.onRecentAddressChosen)
         self.tokenEdit.connect("editingFinished()", self.onSettingsChanged)
         self.binaryEdit.connect("editingFinished()", self.onSettingsChanged)
         self.autoStartCheck.connect("toggled(bool)", self.onSettingsChanged)
@@ -231,12 +250,29 @@ class SegkitEngineWidget(ScriptedLoadableModuleWidget):
         self.healthTimer.stop()
 
     def onSettingsChanged(self):
-        self.logic.setSetting(SETTINGS_ADDRESS, self.addressEdit.text.strip())
+        if self.addressEdit.text.strip() != self.logic.setting(SETTINGS_ADDRESS):
+            self.logic.setConfiguredAddress(self.addressEdit.text)
+            self.fillRecentAddresses()
         if self.tokenEdit.text != (self.logic.token() or ""):
             self.logic.setToken(self.tokenEdit.text)
         self.logic.setSetting(SETTINGS_BINARY, self.binaryEdit.text.strip())
         self.logic.setSetting(SETTINGS_AUTOSTART, "1" if self.autoStartCheck.checked else "0")
         self.statusLabel.text = "checking..."
+
+    def fillRecentAddresses(self):
+        wasBlocked = self.recentCombo.blockSignals(True)
+        self.recentCombo.clear()
+        self.recentCombo.addItem("(choose)", "")
+        for address in self.logic.recentAddresses():
+            self.recentCombo.addItem(address, address)
+        self.recentCombo.currentIndex = 0
+        self.recentCombo.blockSignals(wasBlocked)
+
+    def onRecentAddressChosen(self, index):
+        address = self.recentCombo.itemData(index)
+        if address:
+            self.addressEdit.text = address
+            self.onSettingsChanged()
 
     def updateButtons(self):
         running = self.logic.localEngine is not None and self.logic.localEngine.running

@@ -574,3 +574,28 @@ def test_the_effect_starts_a_local_engine_when_first_used(gui, monkeypatch, scen
     fake.Settings.store[engine_module.SETTINGS_ADDRESS] = ""
     fake.Settings.store[engine_module.SETTINGS_AUTOSTART] = "0"
     assert shared.autoStartLocalEngine() is None and shared.localEngine is None
+
+
+def test_the_module_remembers_engine_addresses(gui, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXTENSION / "SegkitEngine"))
+    module = importlib.import_module("SegkitEngine")
+    monkeypatch.setattr(module.SegkitEngineLogic, "_shared", None)
+    monkeypatch.setattr(fake.Settings, "store", {})
+    widget = module.SegkitEngineWidget(types.SimpleNamespace())
+    widget.setup()
+    try:
+        for address in ("10.0.0.1:6000", "10.0.0.2:6000", "10.0.0.1:6000"):
+            widget.addressEdit.text = address
+            widget.onSettingsChanged()
+        assert widget.logic.recentAddresses() == ["10.0.0.1:6000", "10.0.0.2:6000"]
+        assert [t for t, _ in widget.recentCombo.items][1:] == ["10.0.0.1:6000", "10.0.0.2:6000"]
+        # Picking a recent address makes it the configured one (and the most recent).
+        widget.recentCombo.currentIndex = 2
+        assert widget.addressEdit.text == "10.0.0.2:6000"
+        assert fake.Settings.store[module.SETTINGS_ADDRESS] == "10.0.0.2:6000"
+        assert widget.logic.recentAddresses()[0] == "10.0.0.2:6000"
+        for n in range(20):
+            widget.logic.setConfiguredAddress(f"host{n}:1")
+        assert len(widget.logic.recentAddresses()) == module.RECENT_ADDRESSES
+    finally:
+        widget.cleanup()
