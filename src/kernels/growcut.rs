@@ -638,6 +638,31 @@ fn prefetch_neighbourhood<V>(cells: &[Cell<V>], p: usize, rows: &[isize; 9]) {
     let _ = (cells, p, rows);
 }
 
+/// Division of 32-bit numbers by a fixed divisor with one multiplication (D. Lemire, O.
+/// Kaser, N. Kurz, "Faster remainder by direct computation", Software: Practice and
+/// Experience 49 (2019), 953–970: `floor(n / d) = (M · n) >> 64` with `M = ⌊(2⁶⁴ − 1) / d⌋ + 1`,
+/// exact for every 32-bit `n` and every `d` from 2 to 2³² − 1). Voxel indices here are
+/// below 2³² and rows at least 3 voxels long (both checked by `GrowCut::update`).
+#[derive(Clone, Copy)]
+struct FastDiv {
+    m: u64,
+}
+
+impl FastDiv {
+    fn new(d: usize) -> Self {
+        debug_assert!(d > 1 && d <= u32::MAX as usize);
+        FastDiv {
+            m: (u64::MAX / d as u64).wrapping_add(1),
+        }
+    }
+
+    #[inline]
+    fn div(self, n: usize) -> usize {
+        debug_assert!(n <= u32::MAX as usize);
+        ((u128::from(self.m) * n as u128) >> 64) as usize
+    }
+}
+
 /// Dijkstra from the voxels in the heap.
 fn propagate<V: Stored>(
     cells: &mut [Cell<V>],
@@ -650,6 +675,8 @@ fn propagate<V: Stored>(
     let total = (nk * nj * ni).max(1) as f64;
     let plane = nj * ni;
     let mut expanded = 0usize;
+    // Two divisions per expanded voxel cost more than the rest of its bookkeeping.
+    let (by_plane, by_row) = (FastDiv::new(plane), FastDiv::new(ni));
     let rows: [isize; 9] = std::array::from_fn(|n| {
         let (dk, dj) = (n as isize / 3 - 1, n as isize % 3 - 1);
         dk * plane as isize + dj * ni as isize - 1
@@ -670,9 +697,9 @@ fn propagate<V: Stored>(
             control.progress(expanded as f64 / total, "Growing from seeds");
         }
         // Faces of the image: reached, never expanded.
-        let k = p / plane;
+        let k = by_plane.div(p);
         let rest = p - k * plane;
-        let j = rest / ni;
+        let j = by_row.div(rest);
         let i = rest - j * ni;
         if k == 0 || j == 0 || i == 0 || k + 1 == nk || j + 1 == nj || i + 1 == ni {
             continue;
@@ -699,6 +726,40 @@ fn propagate<V: Stored>(
 mod tests {
     use super::*;
     use std::collections::BinaryHeap;
+
+    #[test]
+    fn fast_division_is_exact_for_32_bit_numbers() {
+        let divisors = [
+            2usize,
+            3,
+            7,
+            303,
+            366,
+            110_898,
+            512 * 512,
+            65_537,
+            u32::MAX as usize,
+        ];
+        let mut n: u64 = 1;
+        let mut numbers = vec![0usize, 1, u32::MAX as usize, u32::MAX as usize - 1];
+        for _ in 0..2000 {
+            n = n
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            numbers.push((n >> 32) as usize);
+        }
+        for &d in &divisors {
+            let f = FastDiv::new(d);
+            for &x in numbers
+                .iter()
+                .chain([d - 1, d, d + 1, 2 * d - 1, 2 * d].iter())
+            {
+                if x <= u32::MAX as usize {
+                    assert_eq!(f.div(x), x / d, "{x} / {d}");
+                }
+            }
+        }
+    }
 
     fn run<T: Intensity>(
         image: &Array3<T>,
