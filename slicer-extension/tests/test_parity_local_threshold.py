@@ -268,16 +268,21 @@ def test_local_threshold_bone_click(scene_volume, expert, logic, parity):
     assert_same(case, engine_world, slicer_world, parity)
 
 
-def test_local_threshold_on_the_1mm_volume(scene_volume_1mm, logic, parity):
-    scene, volume = scene_volume_1mm
+def click_1mm(volume):
+    """A dark voxel (below -800 HU) near the middle of the dark voxels of a box of the
+    1 mm volume, as (i, j, k)."""
     source = ref.image_array(volume.GetImageData())
     nk, nj, ni = source.shape
-    # A lung voxel near the middle of the volume's dark regions inside the body box.
     box = source[:, nj // 4: 3 * nj // 4, ni // 8: ni // 2]
     dark = np.argwhere(box < -800)
-    assert dark.size, "no lung in the 1 mm volume's box"
+    assert dark.size, "no dark voxel in the 1 mm volume's box"
     k, j, i = dark[len(dark) // 2]
-    point = (int(i) + ni // 8, int(j) + nj // 4, int(k))
+    return (int(i) + ni // 8, int(j) + nj // 4, int(k))
+
+
+def test_local_threshold_on_the_1mm_volume(scene_volume_1mm, logic, parity):
+    scene, volume = scene_volume_1mm
+    point = click_1mm(volume)
     worlds = []
     for side in ("engine", "slicer"):
         worlds.append(ref.World(scene, volume, f"local threshold 1 mm ({side})"))
@@ -343,13 +348,7 @@ def test_local_threshold_growing_on_the_1mm_volume(scene_volume_1mm, logic, pari
                                                     min_dice):
     """The issue's 37 M voxel volume: the whole image is grown, as in Slicer."""
     scene, volume = scene_volume_1mm
-    source = ref.image_array(volume.GetImageData())
-    nk, nj, ni = source.shape
-    box = source[:, nj // 4: 3 * nj // 4, ni // 8: ni // 2]
-    dark = np.argwhere(box < -800)
-    assert dark.size, "no lung in the 1 mm volume's box"
-    k, j, i = dark[len(dark) // 2]
-    point = (int(i) + ni // 8, int(j) + nj // 4, int(k))
+    point = click_1mm(volume)
     engine_world, slicer_world = (ref.World(scene, volume, f"local threshold 1 mm {algorithm} ({side})")
                                   for side in ("engine", "slicer"))
     case = f"Local threshold {algorithm} 1 mm lung at {point}"

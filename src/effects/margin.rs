@@ -513,18 +513,7 @@ mod tests {
     }
 
     fn volume() -> impl Strategy<Value = (Array3<u8>, [f64; 3])> {
-        let dims = (1usize..6, 1usize..7, 1usize..9);
-        let spacing = prop::array::uniform3(prop::sample::select(vec![0.7, 1.0, 3.05, 2.5]));
-        (dims, spacing, 5u32..90).prop_flat_map(|((nk, nj, ni), s, percent)| {
-            prop::collection::vec(
-                prop::bool::weighted(f64::from(percent) / 100.0),
-                nk * nj * ni,
-            )
-            .prop_map(move |v| {
-                let data = v.into_iter().map(u8::from).collect();
-                (Array3::from_shape_vec((nk, nj, ni), data).unwrap(), s)
-            })
-        })
+        crate::kernels::distance::random_masks((1..6, 1..7, 1..9), vec![0.7, 1.0, 3.05, 2.5], 5..90)
     }
 
     proptest! {

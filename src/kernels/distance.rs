@@ -493,6 +493,32 @@ impl Tiles {
     }
 }
 
+/// Random 0/1 volumes for property tests: shape `(k, j, i)` drawn from `dims`, a spacing
+/// per axis from `spacings`, `percent` % of the voxels set.
+#[cfg(test)]
+pub(crate) fn random_masks(
+    dims: (
+        std::ops::Range<usize>,
+        std::ops::Range<usize>,
+        std::ops::Range<usize>,
+    ),
+    spacings: Vec<f64>,
+    percent: std::ops::Range<u32>,
+) -> impl proptest::strategy::Strategy<Value = (Array3<u8>, [f64; 3])> {
+    use proptest::prelude::*;
+    let spacing = prop::array::uniform3(prop::sample::select(spacings));
+    (dims, spacing, percent).prop_flat_map(|((nk, nj, ni), s, percent)| {
+        prop::collection::vec(
+            prop::bool::weighted(f64::from(percent) / 100.0),
+            nk * nj * ni,
+        )
+        .prop_map(move |v| {
+            let data = v.into_iter().map(u8::from).collect();
+            (Array3::from_shape_vec((nk, nj, ni), data).unwrap(), s)
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,38 +630,20 @@ mod tests {
     }
 
     fn volume() -> impl Strategy<Value = (Array3<u8>, [f64; 3])> {
-        let dims = (1usize..7, 1usize..7, 1usize..9);
-        let spacing = prop::array::uniform3(prop::sample::select(vec![
-            0.7, 1.0, 3.05, 0.683594, 2.5, 10.0,
-        ]));
-        (dims, spacing, 1u32..60).prop_flat_map(|((nk, nj, ni), s, percent)| {
-            prop::collection::vec(
-                prop::bool::weighted(f64::from(percent) / 100.0),
-                nk * nj * ni,
-            )
-            .prop_map(move |v| {
-                let data = v.into_iter().map(u8::from).collect();
-                (Array3::from_shape_vec((nk, nj, ni), data).unwrap(), s)
-            })
-        })
+        random_masks(
+            (1..7, 1..7, 1..9),
+            vec![0.7, 1.0, 3.05, 0.683594, 2.5, 10.0],
+            1..60,
+        )
     }
 
     /// Longer lines with sparse features, so that the band leaves voxels out.
     fn sparse_volume() -> impl Strategy<Value = (Array3<u8>, [f64; 3])> {
-        let dims = (1usize..10, 1usize..14, 8usize..48);
-        let spacing = prop::array::uniform3(prop::sample::select(vec![
-            0.7, 1.0, 3.05, 0.683594, 2.5, 0.5,
-        ]));
-        (dims, spacing, 1u32..12).prop_flat_map(|((nk, nj, ni), s, percent)| {
-            prop::collection::vec(
-                prop::bool::weighted(f64::from(percent) / 100.0),
-                nk * nj * ni,
-            )
-            .prop_map(move |v| {
-                let data = v.into_iter().map(u8::from).collect();
-                (Array3::from_shape_vec((nk, nj, ni), data).unwrap(), s)
-            })
-        })
+        random_masks(
+            (1..10, 1..14, 8..48),
+            vec![0.7, 1.0, 3.05, 0.683594, 2.5, 0.5],
+            1..12,
+        )
     }
 
     /// Thresholds (mm²) the effects compare with: squares of multiples and sums of squares
