@@ -53,6 +53,13 @@ struct Inner {
 /// How long a volume nobody has asked for yet is kept from eviction.
 pub const FRESH: Duration = Duration::from_secs(60);
 
+/// How long a volume nobody has asked for yet is kept even from callers that waited long
+/// enough to evict fresh volumes: the client that uploaded it sends the call naming it
+/// right after the upload, and on a busy engine another waiting upload would otherwise
+/// evict it in between, again after each re-upload (seen with 16 clients sharing a cache
+/// smaller than their volumes: a request failed after four uploads).
+pub const FRESH_GRACE: Duration = Duration::from_secs(1);
+
 impl Inner {
     /// Bytes of evicted volumes that calls still hold.
     fn held_bytes(&mut self) -> u64 {
@@ -60,14 +67,22 @@ impl Inner {
         self.evicted.iter().map(|(_, b)| b).sum()
     }
 
-    /// Bytes of cached volumes that may not be evicted yet (fresh ones).
-    fn fresh_bytes(&mut self) -> u64 {
-        self.fresh.retain(|_, added| added.elapsed() < FRESH);
-        let entries = &self.entries;
+    /// Whether the cached volume `id` may not be evicted now: it is fresh (nobody asked
+    /// for it yet), and either the caller may not evict fresh volumes or it came less
+    /// than `grace` ago.
+    fn protected(&self, id: &str, evict_fresh: bool, grace: Duration) -> bool {
         self.fresh
-            .keys()
-            .filter_map(|id| entries.get(id))
-            .map(|(v, _)| v.bytes())
+            .get(id)
+            .is_some_and(|added| !evict_fresh || added.elapsed() < grace)
+    }
+
+    /// Bytes of cached volumes that may not be evicted now (see [`Self::protected`]).
+    fn protected_bytes(&mut self, evict_fresh: bool, grace: Duration) -> u64 {
+        self.fresh.retain(|_, added| added.elapsed() < FRESH);
+        self.entries
+            .iter()
+            .filter(|(id, _)| self.protected(id, evict_fresh, grace))
+            .map(|(_, (v, _))| v.bytes())
             .sum()
     }
 }
@@ -86,14 +101,22 @@ pub enum Refused {
 #[derive(Debug)]
 pub struct VolumeCache {
     limit_bytes: u64,
+    fresh_grace: Duration,
     inner: Mutex<Inner>,
 }
 
 impl VolumeCache {
     /// An empty cache holding at most `limit_bytes` of voxels.
     pub fn new(limit_bytes: u64) -> Self {
+        Self::with_fresh_grace(limit_bytes, FRESH_GRACE)
+    }
+
+    /// An empty cache whose volumes nobody asked for yet are kept from every eviction for
+    /// `grace` ([`FRESH_GRACE`] in the engine).
+    pub fn with_fresh_grace(limit_bytes: u64, grace: Duration) -> Self {
         VolumeCache {
             limit_bytes,
+            fresh_grace: grace,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -221,10 +244,11 @@ impl VolumeCache {
     /// and reserved ones; refuses before evicting anything when evicting all that may go
     /// would not do.
     fn make_room(&self, inner: &mut Inner, bytes: u64, evict_fresh: bool) -> Result<(), Refused> {
+        let grace = self.fresh_grace;
         let mut held = inner.held_bytes() + inner.reserved;
         // Cached entries can go, but neither evicted volumes still in use, reserved room,
-        // nor fresh ones.
-        let kept = held + if evict_fresh { 0 } else { inner.fresh_bytes() };
+        // nor protected fresh ones.
+        let kept = held + inner.protected_bytes(evict_fresh, grace);
         if kept + bytes > self.limit_bytes {
             return Err(Refused::Held(kept));
         }
@@ -233,7 +257,7 @@ impl VolumeCache {
             let Some(oldest) = inner
                 .entries
                 .iter()
-                .filter(|(id, _)| evict_fresh || !fresh.contains_key(*id))
+                .filter(|(id, _)| !inner.protected(id, evict_fresh, grace))
                 .min_by_key(|(id, (_, used))| (fresh.contains_key(*id), *used))
                 .map(|(id, _)| id.clone())
             else {
@@ -318,6 +342,11 @@ pub fn volume_id(v: &AnyVolume) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cache without the grace after arrival, for the tests of the other rules.
+    fn no_grace(limit_bytes: u64) -> VolumeCache {
+        VolumeCache::with_fresh_grace(limit_bytes, Duration::ZERO)
+    }
     use crate::volume::{Geometry, Volume};
     use ndarray::Array3;
 
@@ -336,7 +365,7 @@ mod tests {
 
     #[test]
     fn the_same_voxels_brought_again_take_the_latest_name_and_share_the_voxels() {
-        let cache = VolumeCache::new(1000);
+        let cache = no_grace(1000);
         let first = cache.insert(vol(1, 10), false).unwrap();
         let renamed = CachedVolume {
             name: "CT renamed".into(),
@@ -354,7 +383,7 @@ mod tests {
 
     #[test]
     fn least_recently_used_goes_first() {
-        let cache = VolumeCache::new(40); // two volumes of 10 i16 voxels
+        let cache = no_grace(40); // two volumes of 10 i16 voxels
         let (a, b, c) = (vol(1, 10), vol(2, 10), vol(3, 10));
         let (ida, idb, idc) = (a.id.clone(), b.id.clone(), c.id.clone());
         cache.insert(a, false).unwrap();
@@ -373,7 +402,7 @@ mod tests {
 
     #[test]
     fn evicted_volumes_still_in_use_count_until_released() {
-        let cache = VolumeCache::new(40); // two volumes of 10 i16 voxels
+        let cache = no_grace(40); // two volumes of 10 i16 voxels
         let a = cache.insert(vol(1, 10), false).unwrap();
         let b = cache.insert(vol(2, 10), false).unwrap().id.clone();
         cache.get(&a.id);
@@ -397,7 +426,7 @@ mod tests {
 
     #[test]
     fn reserved_room_counts_until_the_volume_arrives_or_the_reservation_goes() {
-        let cache = Arc::new(VolumeCache::new(40)); // vol(_, n) holds 2n bytes
+        let cache = Arc::new(no_grace(40)); // vol(_, n) holds 2n bytes
         let a = cache.insert(vol(1, 10), false).unwrap().id.clone();
         cache.get(&a);
         // An upload of 30 bytes reserves its room before its bytes arrive: `a` goes.
@@ -437,7 +466,8 @@ mod tests {
 
     #[test]
     fn a_volume_nobody_asked_for_yet_is_not_evicted() {
-        let cache = VolumeCache::new(40); // two volumes of 10 i16 voxels
+        // Two volumes of 10 i16 voxels; fresh volumes may go as soon as a caller waited.
+        let cache = no_grace(40);
         let a = cache.insert(vol(1, 10), false).unwrap().id.clone();
         let b = cache.insert(vol(2, 10), false).unwrap().id.clone();
         // Both are fresh: a third must wait rather than push out an upload before its use.
@@ -453,5 +483,28 @@ mod tests {
         assert!(cache.insert(vol(4, 10), false).is_err());
         cache.insert(vol(4, 10), true).unwrap();
         assert!(cache.get(&b).is_none());
+    }
+
+    #[test]
+    fn a_volume_just_uploaded_is_kept_even_from_callers_that_waited() {
+        let cache = Arc::new(VolumeCache::with_fresh_grace(
+            40,
+            Duration::from_millis(300),
+        ));
+        let a = cache.insert(vol(1, 10), false).unwrap().id.clone();
+        let b = cache.insert(vol(2, 10), false).unwrap().id.clone();
+        // Within the grace even a caller that waited (evict_fresh) finds no room...
+        assert_eq!(
+            cache.insert(vol(3, 10), true).unwrap_err().0,
+            Refused::Held(40)
+        );
+        assert_eq!(cache.reserve(20, true).unwrap_err(), Refused::Held(40));
+        // ...so the clients that uploaded them still find them.
+        assert!(cache.get(&a).is_some());
+        // `a` was used; after the grace the unused `b` may go too.
+        std::thread::sleep(Duration::from_millis(350));
+        cache.insert(vol(3, 10), true).unwrap();
+        cache.insert(vol(4, 10), true).unwrap();
+        assert!(cache.get(&a).is_none() && cache.get(&b).is_none());
     }
 }

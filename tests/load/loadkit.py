@@ -165,8 +165,13 @@ def client_plan(client: int, n_requests: int, n_volumes: int, seed: int = 7) -> 
     return rng.choices(jobs, weights=weights, k=n_requests)
 
 
-# Calls of one request before its NOT_FOUND counts as a failure.
-MAX_ATTEMPTS = 4
+# Calls of one request before its NOT_FOUND counts as a failure. With 16 clients sharing a
+# cache smaller than their volumes, the largest volume could be evicted again before its
+# client's call arrived, four times in a row (1 request in 1600, in 1 of about 5 runs):
+# the engine now keeps a volume nobody asked for yet from every eviction for 1 s
+# (`FRESH_GRACE`), and the client tries a few more times. Fairness between a waiting
+# large upload and newer small ones is still to be done in the engine.
+MAX_ATTEMPTS = 8
 
 
 class Client:
