@@ -545,7 +545,6 @@ mod tests {
         )
         .unwrap();
         let m = &out.modifiers[0].mask;
-        let count = |a: ndarray::ArrayView3<u8>| a.iter().filter(|&&v| v != 0).count();
         assert_eq!(count(m.slice(s![1..8, 1..8, 1..8])), 343);
         assert_eq!(
             count(m.slice(s![.., .., 13..])),
