@@ -5,8 +5,9 @@
 //! so a codec bug cannot hide behind itself.
 
 use ndarray::Array3;
+use segkit::effects::auto_threshold::AutoThresholdMethod;
 use segkit::effects::islands::{islands, IslandOperation, IslandsInput, IslandsParams};
-use segkit::effects::threshold::{threshold, ThresholdParams};
+use segkit::effects::threshold::{threshold, AutoThresholdMode, ThresholdParams};
 use segkit::service::pb::{self, engine_client::EngineClient};
 use segkit::service::{serve_with_listener, ServeConfig};
 use segkit::volume::Geometry;
@@ -309,6 +310,46 @@ async fn threshold_and_islands_match_the_library() {
         lung = Some(got);
     }
     let lung = lung.unwrap();
+
+    // Report only: the automatic bounds the library computes, and no mask.
+    let auto = threshold(
+        ct.view(),
+        &ThresholdParams {
+            minimum_threshold: 0.0,
+            maximum_threshold: 0.0,
+            auto: Some((AutoThresholdMethod::Otsu, AutoThresholdMode::SetLowerMax)),
+        },
+    )
+    .expect("auto threshold");
+    let r = client
+        .apply_effect(pb::ApplyEffectRequest {
+            effect: "Threshold".into(),
+            volume_id: id.clone(),
+            parameters: params(&[("AutoThreshold", "1"), ("AutoThresholdMethod", "OTSU")]),
+            report_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("report only")
+        .into_inner();
+    let reported: HashMap<String, f64> = auto.reported.iter().cloned().collect();
+    assert_eq!(r.reported, reported);
+    assert!(reported["MinimumThreshold"] > -1000.0, "{reported:?}");
+    assert!(r.modifiers.is_empty() && r.segments.is_empty() && r.volumes.is_empty());
+    let info = client
+        .list_effects(pb::ListEffectsRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    let info = info.effects.iter().find(|e| e.name == "Threshold").unwrap();
+    assert_eq!(
+        (
+            info.range_minimum_parameter.as_str(),
+            info.range_maximum_parameter.as_str(),
+            info.auto_range_parameter.as_str()
+        ),
+        ("MinimumThreshold", "MaximumThreshold", "AutoThreshold")
+    );
 
     // Islands on the threshold result, against the library.
     for (op, min_size) in [

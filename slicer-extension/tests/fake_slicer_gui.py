@@ -264,6 +264,40 @@ class ScriptedLoadableModule:
         self.parent = parent
 
 
+class SliceWidget:
+    """qMRMLSliceWidget over a real vtkMRMLSliceLogic (its layers reslice the volumes the
+    view shows); it is its own slice view and counts the renders asked for."""
+
+    def __init__(self, slice_logic):
+        self._logic = slice_logic
+        self.renders = 0
+
+    def sliceLogic(self):
+        return self._logic
+
+    def sliceView(self):
+        return self
+
+    def scheduleRender(self):
+        self.renders += 1
+
+    def className(self):
+        return "qMRMLSliceWidget"
+
+
+class LayoutManager:
+    """qSlicerLayoutManager's slice views, by name."""
+
+    def __init__(self, widgets: Dict[str, SliceWidget]):
+        self.widgets = widgets
+
+    def sliceViewNames(self):
+        return list(self.widgets)
+
+    def sliceWidget(self, name):
+        return self.widgets.get(name)
+
+
 class ScriptedEffect:
     """A scripted effect's services over a real vtkSlicerSegmentEditorLogic."""
 
@@ -296,6 +330,20 @@ class ScriptedEffect:
 
     def addOptionsWidget(self, widget):
         self.options.append(widget)
+
+    # The effect's own renderer in a view (qSlicerSegmentEditorAbstractEffect::renderer).
+    def renderer(self, view_widget):
+        import vtk
+
+        renderers = self.__dict__.setdefault("renderers", {})
+        if view_widget not in renderers:
+            renderers[view_widget] = vtk.vtkRenderer()
+        return renderers[view_widget]
+
+    selected_effect = None
+
+    def selectEffect(self, name):
+        self.selected_effect = name
 
     def addLabeledOptionsWidget(self, label, widget):
         self.options.append(widget)

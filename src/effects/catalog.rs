@@ -289,6 +289,36 @@ pub(crate) mod tests {
         }
     }
 
+    /// A declared intensity range names two double parameters with the source's range, and
+    /// an automatic range a boolean parameter of an effect that reports both bounds.
+    #[test]
+    fn intensity_ranges_name_declared_parameters() {
+        let mut ranges = 0;
+        for e in effects() {
+            if let Some((lo, hi)) = e.intensity_range {
+                ranges += 1;
+                for name in [lo, hi] {
+                    let p = e
+                        .param(name)
+                        .unwrap_or_else(|| panic!("{}: {name}", e.name));
+                    assert!(matches!(p.kind, ParamType::Double), "{}: {name}", e.name);
+                    assert!(p.range_from_source, "{}: {name}", e.name);
+                }
+            }
+            if let Some(auto) = e.auto_range {
+                let (lo, hi) = e.intensity_range.expect("an automatic range needs a range");
+                assert!(matches!(
+                    e.param(auto).map(|p| &p.kind),
+                    Some(ParamType::Boolean)
+                ));
+                for name in [lo, hi] {
+                    assert!(e.reported.iter().any(|r| r.0 == name), "{}: {name}", e.name);
+                }
+            }
+        }
+        assert_eq!(ranges, 2, "Threshold and Local threshold");
+    }
+
     /// Every effect runs with its defaults and with each value of each choice on a small
     /// volume without reading an undeclared parameter: a schema and its `run` agree.
     #[test]

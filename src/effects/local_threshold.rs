@@ -475,6 +475,7 @@ impl Effect for LocalThreshold {
             ("kernel_voxels_k", "Minimum diameter in voxels along k."),
             ("region_voxels", "Voxels of the region added."),
         ];
+        spec.intensity_range = Some(("MinimumThreshold", "MaximumThreshold"));
         spec
     }
 

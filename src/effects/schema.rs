@@ -200,6 +200,14 @@ pub struct EffectSpec {
     /// An auto-complete effect, which also runs as a preview session (set by the catalog
     /// from [`super::Effect::auto_complete`]).
     pub preview: bool,
+    /// The effect keeps the source voxels whose value lies between these two parameters
+    /// (minimum, maximum), both inclusive: a client can preview that range in its slice
+    /// views while the user moves it (Slicer's pulsing threshold preview).
+    pub intensity_range: Option<(&'static str, &'static str)>,
+    /// A boolean parameter which, set, makes the effect choose the range itself and report
+    /// the bounds used under the names of [`EffectSpec::intensity_range`]: a client can offer
+    /// a button that asks for the bounds alone (a report-only call) and sets the range.
+    pub auto_range: Option<&'static str>,
 }
 
 impl EffectSpec {
@@ -221,6 +229,8 @@ impl EffectSpec {
             reported: vec![],
             produces_volume: false,
             preview: false,
+            intensity_range: None,
+            auto_range: None,
         }
     }
 

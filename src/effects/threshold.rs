@@ -261,6 +261,8 @@ impl Effect for Threshold {
             ),
             ("MaximumThreshold", "The maximum used."),
         ];
+        spec.intensity_range = Some(("MinimumThreshold", "MaximumThreshold"));
+        spec.auto_range = Some("AutoThreshold");
         spec
     }
 

@@ -782,6 +782,8 @@ struct Prepared {
     masking: Option<Masking>,
     effect_masking: Option<Masking>,
     encoding: pb::MaskEncoding,
+    /// Answer the reported values only (`ApplyEffectRequest.report_only`).
+    report_only: bool,
 }
 
 /// A request's source volume (if any), and its reference lattice's size and geometry.
@@ -920,6 +922,7 @@ impl EngineService {
             masking,
             effect_masking,
             encoding,
+            report_only: req.report_only,
         })
     }
 }
@@ -949,6 +952,13 @@ impl Prepared {
         )
         .map_err(EngineError::from)?;
         let compute_seconds = started.elapsed().as_secs_f64();
+        if self.report_only {
+            return Ok(pb::ApplyEffectResponse {
+                reported: output.reported.iter().cloned().collect(),
+                compute_seconds,
+                ..Default::default()
+            });
+        }
         let source_name = self
             .source
             .as_ref()
@@ -1189,6 +1199,9 @@ fn effect_to_pb(e: &EffectSpec) -> pb::EffectInfo {
         long_running: e.long_running,
         produces_volume: e.produces_volume,
         preview: e.preview,
+        range_minimum_parameter: e.intensity_range.map(|r| r.0).unwrap_or_default().into(),
+        range_maximum_parameter: e.intensity_range.map(|r| r.1).unwrap_or_default().into(),
+        auto_range_parameter: e.auto_range.unwrap_or_default().into(),
         reported: e
             .reported
             .iter()

@@ -97,6 +97,8 @@ class PreparedEffect:
     # intensity range or None), sent so that effects whose algorithm stops at locked
     # voxels (Flood filling) see them; Slicer still applies masking to the result.
     masking: Optional[Tuple[int, str, int, Optional[Tuple[float, float]]]] = None
+    # Ask for the effect's reported values only (ApplyEffectRequest.report_only).
+    report_only: bool = False
     # The request built by `encode` (on the GUI thread), which `EngineLogic.run` sends.
     encoded: Optional[object] = field(default=None, repr=False)
 
@@ -116,6 +118,7 @@ class PreparedEffect:
             effect=self.effect,
             selected_segment_id=self.selected_segment_id,
             result_encoding=_ENCODING_VALUES[encoding],
+            report_only=self.report_only,
         )
         for k, v in self.parameters.items():
             req.parameters[k] = v
@@ -610,10 +613,13 @@ class EngineLogic:
 
     def prepare(self, context: EditorContext, effect: str, parameters: Mapping[str, object],
                 point_ijk: Optional[Sequence[int]] = None,
-                points_ijk: Optional[Sequence[Sequence[int]]] = None) -> PreparedEffect:
+                points_ijk: Optional[Sequence[Sequence[int]]] = None,
+                report_only: bool = False) -> PreparedEffect:
         """Reads what the effect needs from the Segment Editor's state. `point_ijk` is an
         index of the reference image (as `xyToIjk` answers it); `points_ijk` several, in
-        order (a Paint stroke), the first taking the place of `point_ijk`."""
+        order (a Paint stroke), the first taking the place of `point_ijk`. With
+        `report_only` the call asks for the effect's reported values alone: no segment and
+        no masking are read or sent, and its answer changes nothing."""
         from .client import SourceVolume
 
         info = self.effect_info(effect)
@@ -646,12 +652,13 @@ class EngineLogic:
         # chosen operation says so in its schema, segments named by parameters, and those
         # the editable area is made of (effects whose algorithm stops at locked voxels,
         # such as Flood filling, build it in the engine).
-        masking = context.masking_settings()
+        masking = None if report_only else context.masking_settings()
         segments: List[SegmentInput] = []
         seg_node = context.segmentation_node
         ids = list(seg_node.GetSegmentation().GetSegmentIDs())
         visible = context.visible_segment_ids()
-        send = spec.segments_to_send(merged, ids, visible, context.selected_segment_id, masking)
+        send = () if report_only else spec.segments_to_send(
+            merged, ids, visible, context.selected_segment_id, masking)
         if send:
             arrays = segment_masks(seg_node, reference, send)
             for sid in send:
@@ -680,7 +687,30 @@ class EngineLogic:
             effect=info.name, parameters=values, lattice=lattice, extent_start=tuple(start),
             source=source, segments=segments, selected_segment_id=context.selected_segment_id,
             point=point, stream=info.long_running, more_points=points[1:],
-            masking=masking)
+            masking=masking, report_only=report_only)
+
+    def prepare_automatic_range(self, context: EditorContext, effect: str,
+                                parameters: Mapping[str, object]) -> PreparedEffect:
+        """A report-only call for the intensity range the effect would choose itself (its
+        automatic-range parameter set, e.g. Threshold's AutoThreshold with the chosen
+        method and mode). Run it with `run`, then read the bounds with `reported_range`."""
+        spec = effect_spec(self.effect_info(effect))
+        if not spec.auto_range_parameter:
+            raise ValueError(f"{spec.name} cannot choose its intensity range itself")
+        values = parameter_strings(parameters)
+        values[spec.auto_range_parameter] = "1"
+        return self.prepare(context, effect, values, report_only=True).encode()
+
+    def reported_range(self, effect: str, result: "EffectResult") -> Tuple[float, float]:
+        """The (minimum, maximum) an effect reported under its range parameters' names."""
+        spec = effect_spec(self.effect_info(effect))
+        if spec.range_parameters is None:
+            raise ValueError(f"{spec.name} has no intensity range")
+        lo, hi = spec.range_parameters
+        missing = [n for n in (lo, hi) if n not in result.reported]
+        if missing:
+            raise EngineResultError(f"{spec.name} did not report {', '.join(missing)}")
+        return float(result.reported[lo]), float(result.reported[hi])
 
     # -- step 2: any thread -------------------------------------------------------------------
 

@@ -70,6 +70,8 @@ class ParameterSpec:
     choices: Tuple[ChoiceSpec, ...] = ()
     visible_when_parameter: str = ""
     visible_when_values: Tuple[str, ...] = ()
+    # The value is in the source volume's unit (its range or default comes from the source).
+    source_units: bool = False
 
     def is_visible(self, values: Mapping[str, str]) -> bool:
         if not self.visible_when_parameter:
@@ -107,12 +109,27 @@ class EffectSpec:
     reported: Tuple[Tuple[str, str], ...] = ()
     produces_volume: bool = False   # answers new volumes (Mask volume)
     preview: bool = False           # auto-complete effect: Initialize / preview / Apply / Cancel
+    # (minimum, maximum) parameters of the source intensity range the effect keeps, which
+    # the slice views preview while it moves (Threshold), or None.
+    range_parameters: Optional[Tuple[str, str]] = None
+    # The boolean parameter that makes the effect choose that range itself ("" = none).
+    auto_range_parameter: str = ""
 
     def parameter(self, name: str) -> ParameterSpec:
         for p in self.parameters:
             if p.name == name:
                 return p
         raise KeyError(f"effect {self.name} has no parameter {name!r}")
+
+    def intensity_range(self, values: Mapping[str, str]) -> Optional[Tuple[float, float]]:
+        """The range the effect keeps with these values, or None (no range parameters)."""
+        if self.range_parameters is None:
+            return None
+        lo, hi = (self.parameter(name) for name in self.range_parameters)
+        try:
+            return (float(values.get(lo.name, lo.default)), float(values.get(hi.name, hi.default)))
+        except ValueError:
+            return None
 
     def defaults(self) -> Dict[str, str]:
         return {p.name: p.default for p in self.parameters}
@@ -237,22 +254,35 @@ def parameter_spec(p, source_range: Optional[Tuple[float, float]] = None,
         choices=choices,
         visible_when_parameter=p.visible_when_parameter,
         visible_when_values=tuple(p.visible_when_values),
+        source_units=bool(p.range_from_source or p.default_from_source),
     )
 
 
 def effect_spec(info, source_range: Optional[Tuple[float, float]] = None,
                 integer_source: bool = False) -> EffectSpec:
-    """The spec of a proto `EffectInfo`."""
+    """The spec of a proto `EffectInfo`. Range and automatic-range parameters that the
+    effect does not declare with the right type are ignored (an engine's mistake must not
+    break the panel)."""
+    parameters = tuple(parameter_spec(p, source_range, integer_source) for p in info.parameters)
+    kinds = {p.name: p.kind for p in parameters}
+    names = (getattr(info, "range_minimum_parameter", ""), getattr(info, "range_maximum_parameter", ""))
+    range_parameters = names if all(kinds.get(n) == DOUBLE for n in names) else None
+    auto = getattr(info, "auto_range_parameter", "")
+    reported = {r.name for r in info.reported}
+    if range_parameters is None or kinds.get(auto) != BOOLEAN or not set(names) <= reported:
+        auto = ""
     return EffectSpec(
         name=info.name,
         title=info.title or info.name,
         help=info.help,
-        parameters=tuple(parameter_spec(p, source_range, integer_source) for p in info.parameters),
+        parameters=parameters,
         inputs=tuple(info.inputs),
         long_running=info.long_running,
         reported=tuple((r.name, r.help) for r in info.reported),
         produces_volume=info.produces_volume,
         preview=info.preview,
+        range_parameters=range_parameters,
+        auto_range_parameter=auto,
     )
 
 

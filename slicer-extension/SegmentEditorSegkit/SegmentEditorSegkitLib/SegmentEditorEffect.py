@@ -21,6 +21,14 @@ continues from its previous result); Apply writes the preview into the segments 
 step with the user's masking; Cancel drops it and leaves the segments untouched. Every
 engine call runs off the GUI thread.
 
+Effects that keep a source intensity range (the engine names its two parameters: Threshold,
+Local threshold) show it as Slicer's Threshold does: the range pulses in the selected
+segment's colour in every slice view that shows the source while the effect is active
+(`segkit_slicer.range_preview`, computed on the displayed slices only), the sliders carry
+the volume's unit, "Use for masking" makes the range the editable intensity range and
+switches to Paint, and when the effect can choose its range itself (Threshold's automatic
+methods) "Set range now" asks the engine for those bounds without changing anything.
+
 The class stays thin: gathering inputs, calling the engine and applying modifiers is
 `segkit_slicer.logic.EngineLogic` (prepare / run / commit) and
 `segkit_slicer.preview.PreviewController`, tested without Qt.
@@ -38,10 +46,13 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from segkit_slicer import schema
 from segkit_slicer.background import POLL_MS, BackgroundCall
 from segkit_slicer.logic import EditorContext, markups_points_ijk
+from segkit_slicer.range_preview import RangePreview
 
 AUTO_UPDATE_MS = 1000   # Slicer's auto-complete waits this long after a segment changes
 ENGINE_EFFECT = "EngineEffect"   # parameter: the engine effect shown
 DEFAULT_ENGINE_EFFECT = "Threshold"
+PULSE_MS = 150   # one step of the range preview's pulse
+UCUM_HOUNSFIELD = "[hnsf'U]"   # the code DICOM volumes carry for CT values
 
 
 class EffectContext(EditorContext):
@@ -125,6 +136,11 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.autoUpdateTimer.setSingleShot(True)
         self.autoUpdateTimer.setInterval(AUTO_UPDATE_MS)
         self.autoUpdateTimer.connect("timeout()", self.onAutoUpdate)
+        self.active = False
+        self.rangePreview = RangePreview()
+        self.pulseTimer = qt.QTimer()
+        self.pulseTimer.setInterval(PULSE_MS)
+        self.pulseTimer.connect("timeout()", self.rangePreview.pulse)
 
     def clone(self):
         import qSlicerSegmentationsEditorEffectsPythonQt as effects
@@ -192,6 +208,22 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.pointListRow.visible = False
         self.scriptedEffect.addOptionsWidget(self.pointListRow)
 
+        # Effects with an intensity range (Threshold): Slicer's Threshold buttons.
+        rangeLayout = qt.QHBoxLayout()
+        self.autoRangeButton = qt.QPushButton("Set range now")
+        self.autoRangeButton.setToolTip(
+            "Ask the engine for the bounds of the chosen automatic method and mode, and set the range to them")
+        self.useForMaskingButton = qt.QPushButton("Use for masking")
+        self.useForMaskingButton.setToolTip(
+            "Use this intensity range as the editable intensity range and switch to the Paint effect")
+        rangeLayout.addWidget(self.autoRangeButton)
+        rangeLayout.addWidget(self.useForMaskingButton)
+        self.rangeRow = qt.QFrame()
+        self.rangeRow.setLayout(rangeLayout)
+        rangeLayout.setContentsMargins(0, 0, 0, 0)
+        self.rangeRow.visible = False
+        self.scriptedEffect.addOptionsWidget(self.rangeRow)
+
         previewRow = qt.QHBoxLayout()
         self.initializeButton = qt.QPushButton("Initialize")
         self.initializeButton.setToolTip("Compute a preview of every visible segment from its seeds")
@@ -228,16 +260,22 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.cancelButton.connect("clicked()", self.onCancel)
         self.initializeButton.connect("clicked()", self.onInitialize)
         self.updateButton.connect("clicked()", self.onUpdatePreview)
+        self.autoRangeButton.connect("clicked()", self.onAutoRange)
+        self.useForMaskingButton.connect("clicked()", self.onUseForMasking)
 
     def activate(self):
+        self.active = True
         self.observeSegmentation()
         if not self.effectInfos and self.call is None:
             self.refreshEffects()
+        self.updateRangePreview()
 
     def deactivate(self):
         # A call in flight is cancelled and its result dropped (resultStamp changes): it
         # would land over whatever the user does with other effects meanwhile.
         self.activations += 1
+        self.active = False
+        self.updateRangePreview()
         if self.call is not None:
             self.cancelEngineCall()
         self.observeSegmentation(stop=True)
@@ -247,10 +285,14 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         quitting): the timers and observers hold references to the effect and would keep
         it, and a call in flight, alive."""
         self.activations += 1
+        self.active = False
         self.timer.stop()
         self.autoUpdateTimer.stop()
+        self.pulseTimer.stop()
         self.timer.disconnect("timeout()", self.pollCall)
         self.autoUpdateTimer.disconnect("timeout()", self.onAutoUpdate)
+        self.pulseTimer.disconnect("timeout()", self.rangePreview.pulse)
+        self.rangePreview.hide()
         if self.call is not None:
             self.cancelEngineCall()
             self.call = None
@@ -670,8 +712,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 w.minimum, w.maximum = -1e12, 1e12
             w.singleStep = p.step or 1.0
             w.decimals = p.decimals
-            if p.unit:
-                w.suffix = " " + p.unit
+            unit = p.unit or (self.sourceUnit() if p.source_units else "")
+            if unit:
+                w.suffix = " " + unit
             w.connect("valueChanged(double)", self.updateMRMLFromGUI)
             return w
         if p.kind == schema.INTEGER:
@@ -740,6 +783,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 w.text = value
             w.blockSignals(wasBlocked)
         self.updateVisibility(values)
+        self.updateRangePreview()
 
     def updateMRMLFromGUI(self, *unused):
         if self.spec is None:
@@ -762,6 +806,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             values[p.name] = value
             self.scriptedEffect.setParameter(self.parameterKey(p.name), value)
         self.updateVisibility(values)
+        self.updateRangePreview()
         if self.preview is not None:
             self.previewParametersChanged = True
             self.scheduleAutoUpdate()
@@ -776,7 +821,122 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.pointLabel.visible = needsPoint
         self.pointListRow.visible = self.spec.needs_point_list(values)
         self.applyButton.visible = not needsPoint
+        hasRange = self.spec.range_parameters is not None
+        self.rangeRow.visible = hasRange
+        auto = self.spec.auto_range_parameter
+        self.autoRangeButton.visible = bool(auto) and values.get(auto) == "1"
         self.updateButtons()
+
+    # -- intensity range: preview, automatic bounds, masking ------------------------------------
+
+    def sourceNode(self):
+        node = self.scriptedEffect.parameterSetNode()
+        if node is None:
+            return None
+        getSource = getattr(node, "GetSourceVolumeNode", None) or node.GetMasterVolumeNode
+        return getSource()
+
+    def sourceUnit(self):
+        """The source volume's value unit for the sliders ("HU" for CT), or ""."""
+        source = self.sourceNode()
+        units = source.GetVoxelValueUnits() if source is not None and hasattr(source, "GetVoxelValueUnits") else None
+        if units is None:
+            return ""
+        code = units.GetCodeValue() or ""
+        return "HU" if code == UCUM_HOUNSFIELD else (code or units.GetCodeMeaning() or "")
+
+    def sliceViews(self):
+        """(name, slice logic, the effect's renderer, schedule render) of each slice view."""
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager is None:
+            return []
+        views = []
+        for name in layoutManager.sliceViewNames():
+            widget = layoutManager.sliceWidget(name)
+            renderer = self.scriptedEffect.renderer(widget)
+            if widget is None or renderer is None:
+                continue
+            views.append((name, widget.sliceLogic(), renderer, widget.sliceView().scheduleRender))
+        return views
+
+    def updateRangePreview(self):
+        """Shows the effect's intensity range pulsing in the slice views while the effect is
+        active and has one; hides it otherwise."""
+        rangeValues = None
+        if self.active and self.spec is not None and self.spec.range_parameters is not None:
+            rangeValues = self.spec.intensity_range(self.currentValues())
+        source = self.sourceNode() if rangeValues is not None else None
+        if rangeValues is None or source is None:
+            self.pulseTimer.stop()
+            self.rangePreview.hide()
+            return
+        color = (1.0, 1.0, 0.0)
+        segmentation = self.segmentationNode()
+        selected = self.scriptedEffect.parameterSetNode().GetSelectedSegmentID()
+        segment = segmentation.GetSegmentation().GetSegment(selected) if segmentation and selected else None
+        if segment is not None:
+            color = tuple(segment.GetColor())
+        try:
+            shown = self.rangePreview.show(self.sliceViews(), source, rangeValues[0], rangeValues[1], color)
+        except Exception as e:   # a preview must never stop the effect
+            logging.warning("Segkit: range preview failed: %s", e)
+            shown = 0
+        if shown:
+            self.pulseTimer.start()
+        else:
+            self.pulseTimer.stop()
+
+    def onUseForMasking(self):
+        """Slicer's Threshold "Use for masking": the range becomes the editable intensity
+        range, and the Paint effect is selected to paint within it."""
+        if self.spec is None or self.spec.range_parameters is None:
+            return
+        rangeValues = self.spec.intensity_range(self.currentValues())
+        node = self.scriptedEffect.parameterSetNode()
+        if rangeValues is None or node is None:
+            return
+        # Slicer < 5.1 names these after the "master" volume.
+        setMask = getattr(node, "SetSourceVolumeIntensityMask", None) or node.SetMasterVolumeIntensityMask
+        setRange = (getattr(node, "SetSourceVolumeIntensityMaskRange", None)
+                    or node.SetMasterVolumeIntensityMaskRange)
+        setMask(True)
+        setRange(*rangeValues)
+        self.scriptedEffect.selectEffect("Paint")
+
+    def onAutoRange(self):
+        """Asks the engine for the bounds its automatic method would use (a report-only
+        call: the segments do not change) and sets the range to them."""
+        spec = self.spec
+        if self.call is not None or spec is None or not spec.auto_range_parameter:
+            return
+        try:
+            logic = self.listedEngineLogic()
+            if logic is None:
+                return
+            values = self.currentValues()
+            values[spec.auto_range_parameter] = "1"
+            prepared = logic.prepare_automatic_range(EffectContext(self.scriptedEffect), spec.name,
+                                                     spec.request_parameters(values))
+        except Exception as e:
+            slicer.util.errorDisplay(f"{spec.title}: {e}")
+            return
+
+        def onDone(result):
+            if self.spec is None or self.spec.name != spec.name:
+                return   # another effect was chosen meanwhile
+            try:
+                bounds = logic.reported_range(spec.name, result)
+            except Exception as e:
+                slicer.util.errorDisplay(f"{spec.title}: {e}")
+                return
+            for name, value in zip(spec.range_parameters, bounds):
+                self.scriptedEffect.setParameter(self.parameterKey(name), schema.format_number(value))
+            self.updateGUIFromMRML()
+            self.resultLabel.text = (f"Automatic range: {schema.format_number(bounds[0])} to "
+                                     f"{schema.format_number(bounds[1])}")
+
+        self.startCall(lambda report: logic.run(prepared, decode=False), onDone,
+                       f"{spec.title}: computing the automatic range...")
 
     # -- running ------------------------------------------------------------------------------
 
