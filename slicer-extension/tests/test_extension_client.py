@@ -83,6 +83,45 @@ def test_second_effect_sends_no_volume_bytes_and_restart_reuploads(own_engine, s
     assert isinstance(restarted, LocalEngine)
 
 
+def test_effect_calls_skip_the_health_check_while_the_engine_answers(own_engine, scene_volume):
+    """A health check before every call is one more round trip (and, in Slicer, one more
+    wait for the interpreter lock): made only when the engine has not answered lately,
+    and an engine restarted meanwhile still gets the call."""
+    from segkit_slicer import client as client_module
+    from segkit_slicer.logic import EngineLogic
+
+    engine = own_engine()
+    _, volume = scene_volume
+    logic = EngineLogic(engine.address)
+    stats = logic.client.stats
+    w = new_world(scene_volume, "health checks")
+    logic.apply("Threshold", THRESHOLD, volume, w.seg, "lungs", w.editor)
+    reference = w.mask("lungs").copy()
+    checks = stats.health_checks
+    assert checks >= 1
+    for _ in range(3):
+        logic.apply("Threshold", THRESHOLD, volume, w.seg, "lungs", w.editor)
+    assert stats.health_checks == checks and stats.effect_calls == 4
+
+    # Quiet for longer than ANSWERED_FRESH_S: checked again first.
+    logic.client._answered_at -= client_module.ANSWERED_FRESH_S
+    logic.apply("Threshold", THRESHOLD, volume, w.seg, "lungs", w.editor)
+    assert stats.health_checks == checks + 1
+
+    # Restarted on the same port right after an answer: the call is not checked first;
+    # if it fails on the dead connection it is checked and made again, and either way the
+    # lost volume is uploaded again and the result is the same.
+    port = engine.port
+    engine.stop()
+    own_engine(listen=f"127.0.0.1:{port}")
+    logic.apply("Threshold", THRESHOLD, volume, w.seg, "lungs", w.editor)
+    assert stats.reuploads_after_not_found == 1
+    assert stats.health_checks >= checks + 2   # the re-upload's, at least
+    assert stats.retries_after_unavailable <= 1
+    assert np.array_equal(w.mask("lungs"), reference)
+    logic.close()
+
+
 def test_changed_voxels_are_uploaded_again(own_engine, scene_volume, ct_path):
     import slicer
 

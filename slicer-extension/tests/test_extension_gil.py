@@ -92,6 +92,6 @@ def test_apply_costs_the_same_under_slicers_interpreter_lock(logic):
           f"while idle, a slot every {period * 1000:.0f} ms) {h:.2f} s = {h / p:.2f}x; before "
           f"(encoding and decoding on the worker thread, a slot every 100 ms) {before:.2f} s = "
           f"{before / p:.1f}x")
-    # The target is 1.5x; a shared 2-core CI machine gets a margin (the former
-    # way is 30-60x).
-    assert h / p < 3.0, f"{h:.2f} s under the Slicer-like host against {p:.2f} s in plain Python"
+    # The target is 1.5x (1.2-1.3x measured on a 2-core machine); a shared CI
+    # machine gets a margin (the former way is 30-90x).
+    assert h / p < 2.0, f"{h:.2f} s under the Slicer-like host against {p:.2f} s in plain Python"

@@ -38,6 +38,12 @@ DEFAULT_CHUNK_BYTES = 4 << 20
 CONNECT_TIMEOUT_S = 10.0
 # Deadline of quick calls (info, effects, health).
 QUICK_CALL_TIMEOUT_S = 30.0
+# An engine that answered a call this recently is taken to be there: the next effect call
+# goes out without a health check first. Each check is one more round trip and, inside
+# Slicer, one more wait for the interpreter lock on the worker thread (a third of Apply's
+# overhead there, tests/test_extension_gil.py). A connection that died meanwhile (engine
+# restarted) fails at once with UNAVAILABLE, and the call is retried after a full check.
+ANSWERED_FRESH_S = 10.0
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -60,6 +66,8 @@ class TransferStats:
     volume_bytes_sent: int = 0   # voxel bytes of uploads
     effect_calls: int = 0
     reuploads_after_not_found: int = 0
+    health_checks: int = 0           # made before calls (`EngineClient._connect`)
+    retries_after_unavailable: int = 0
 
 
 @dataclass
@@ -229,6 +237,7 @@ class EngineClient:
         self._info: Optional[pb.EngineInfo] = None
         self._active: List[grpc.Future] = []
         self._active_lock = threading.Lock()
+        self._answered_at: Optional[float] = None   # monotonic time of the last answer
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -266,6 +275,13 @@ class EngineClient:
     def _metadata(self):
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
+    def _answered(self) -> None:
+        self._answered_at = time.monotonic()
+
+    def _answered_lately(self) -> bool:
+        at = self._answered_at
+        return at is not None and time.monotonic() - at < ANSWERED_FRESH_S
+
     def _connect(self) -> None:
         """Waits (up to `connect_timeout_s`) until the engine answers its health check.
 
@@ -273,6 +289,7 @@ class EngineClient:
         after an engine restart; it also avoids gRPC's connectivity-polling thread."""
         from grpc_health.v1 import health_pb2
 
+        self.stats.health_checks += 1
         deadline = time.monotonic() + self.connect_timeout_s
         while True:
             left = deadline - time.monotonic()
@@ -299,13 +316,16 @@ class EngineClient:
             status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             raise EngineError("connect", grpc.StatusCode.UNAVAILABLE,
                               f"the engine at {self.address} is {status}")
+        self._answered()
 
     def _call(self, method: str, fn: Callable, *args, **kwargs):
         self._connect()
         try:
-            return fn(*args, metadata=self._metadata(), **kwargs)
+            reply = fn(*args, metadata=self._metadata(), **kwargs)
         except grpc.RpcError as e:
             raise _engine_error(method, e) from None
+        self._answered()
+        return reply
 
     def cancel(self) -> None:
         """Cancels the effect calls in flight (from any thread)."""
@@ -329,6 +349,8 @@ class EngineClient:
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, None):
                 return "UNREACHABLE"
             return code.name
+        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+            self._answered()
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
     def engine_info(self, refresh: bool = False) -> pb.EngineInfo:
@@ -498,18 +520,36 @@ class EngineClient:
         return self._cancellable("ApplyEffect", self._stub.ApplyEffect, req, timeout_s)
 
     def _cancellable(self, method: str, stub_method, req, timeout_s):
-        """A unary call that `cancel()` stops from another thread."""
+        """A unary call that `cancel()` stops from another thread. Without a health check
+        first when the engine answered lately (`ANSWERED_FRESH_S`); if the connection died
+        since, the call fails at once (UNAVAILABLE) and is made again after the check. The
+        calls made this way compute from their request alone, so a second try is safe."""
+        checked = not self._answered_lately()
+        if checked:
+            self._connect()
+        try:
+            return self._cancellable_once(method, stub_method, req, timeout_s)
+        except EngineError as e:
+            if checked or e.code != grpc.StatusCode.UNAVAILABLE:
+                raise
+        self._answered_at = None
+        self.stats.retries_after_unavailable += 1
         self._connect()
+        return self._cancellable_once(method, stub_method, req, timeout_s)
+
+    def _cancellable_once(self, method: str, stub_method, req, timeout_s):
         future = stub_method.future(req, metadata=self._metadata(), timeout=timeout_s)
         self._track(future)
         try:
-            return future.result()
+            reply = future.result()
         except grpc.FutureCancelledError:
             raise EngineError(method, grpc.StatusCode.CANCELLED, "cancelled by the user") from None
         except grpc.RpcError as e:
             raise _engine_error(method, e) from None
         finally:
             self._untrack(future)
+        self._answered()
+        return reply
 
     # -- preview sessions (auto-complete effects) -------------------------------------------
 
