@@ -82,6 +82,40 @@ class ValueWidget(Widget):
             self.emit("valueChanged", v)
 
 
+class RangeWidget(Widget):
+    """ctkRangeWidget: a two-handle slider; moving one handle past the other pushes it
+    along (as ctkDoubleRangeSlider does); a change emits valuesChanged(min, max)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.minimum, self.maximum = 0.0, 99.0
+        self._values = (0.0, 99.0)
+
+    def setValues(self, low, high):
+        low = min(max(low, self.minimum), self.maximum)
+        high = min(max(high, self.minimum), self.maximum)
+        low, high = min(low, high), max(low, high)
+        if (low, high) != self._values:
+            self._values = (low, high)
+            self.emit("valuesChanged", low, high)
+
+    @property
+    def minimumValue(self):
+        return self._values[0]
+
+    @minimumValue.setter
+    def minimumValue(self, v):
+        self.setValues(v, max(v, self._values[1]))
+
+    @property
+    def maximumValue(self):
+        return self._values[1]
+
+    @maximumValue.setter
+    def maximumValue(self, v):
+        self.setValues(min(v, self._values[0]), v)
+
+
 class IntSpinBox(ValueWidget):
     @ValueWidget.value.setter
     def value(self, v):
@@ -234,6 +268,7 @@ def make_qt_module():
 def make_ctk_module():
     ctk = types.ModuleType("ctk")
     ctk.ctkSliderWidget = type("ctkSliderWidget", (ValueWidget,), {})
+    ctk.ctkRangeWidget = RangeWidget
     return ctk
 
 

@@ -100,17 +100,20 @@ def test_effect_widgets_apply_and_click(gui, monkeypatch, scene_volume, expert, 
     assert list(rows) == ["MinimumThreshold", "MaximumThreshold", "AutoThreshold", "AutoThresholdMethod",
                           "AutoThresholdMode"]
     lo, hi = volume.GetImageData().GetScalarRange()
-    minimum = rows["MinimumThreshold"][1]
-    assert (minimum.minimum, minimum.maximum) == (lo, hi)
-    assert minimum.value == pytest.approx(lo + 0.25 * (hi - lo))
+    # The range is one two-handle slider (ctkRangeWidget), as in Slicer's Threshold.
+    slider = rows["MinimumThreshold"][1]
+    assert rows["MaximumThreshold"][1] is slider is effect.rangeWidget
+    assert (slider.minimum, slider.maximum) == (lo, hi)
+    assert slider.minimumValue == pytest.approx(lo + 0.25 * (hi - lo))
+    assert slider.maximumValue == hi
     assert not rows["AutoThresholdMethod"][1].visible
     rows["AutoThreshold"][1].checked = True
     assert rows["AutoThresholdMethod"][1].visible
     rows["AutoThreshold"][1].checked = False
 
     # User sets the range; the values are stored on the segment editor node's parameters.
-    minimum.value = -1024
-    rows["MaximumThreshold"][1].value = -500
+    slider.minimumValue = -1024
+    slider.maximumValue = -500
     assert scripted.parameters["Threshold.MinimumThreshold"] == "-1024"
     assert scripted.parameters["Threshold.MaximumThreshold"] == "-500"
     assert scripted.parameters["EngineEffect"] == "Threshold"
@@ -172,8 +175,7 @@ def test_a_result_is_dropped_when_the_state_changed_meanwhile(gui, monkeypatch, 
     world = ref.World(scene, volume, "effect stale results")
     world.select("lungs")
     effect, scripted = make_effect(world, logic, monkeypatch)
-    effect.rows["MinimumThreshold"][1].value = -1024
-    effect.rows["MaximumThreshold"][1].value = -500
+    effect.rangeWidget.setValues(-1024, -500)
 
     effect.onApply()
     assert effect.call is not None
@@ -209,8 +211,7 @@ def test_busy_cursor_while_the_engine_works_and_cleanup_lets_the_effect_go(gui, 
     world.select("lungs")
     effect, scripted = make_effect(world, logic, monkeypatch)
     assert fake.Application.cursors == []
-    effect.rows["MinimumThreshold"][1].value = -1024
-    effect.rows["MaximumThreshold"][1].value = -500
+    effect.rangeWidget.setValues(-1024, -500)
     effect.onApply()
     assert fake.Application.cursors == [("cursor", 16)]     # Qt::BusyCursor while it runs
     run_until_idle(effect)
@@ -224,7 +225,7 @@ def test_busy_cursor_while_the_engine_works_and_cleanup_lets_the_effect_go(gui, 
     scripted.confirmation = 2            # shown after the dialog: Apply goes on
     # Slicer deletes the effect (scene closed) while a call runs: the call is cancelled,
     # the cursor restored, the timers stopped and disconnected, the observers removed.
-    effect.rows["MaximumThreshold"][1].value = -300
+    effect.rangeWidget.maximumValue = -300
     before = world.mask("lungs").copy()
     effect.onApply()
     call = effect.call

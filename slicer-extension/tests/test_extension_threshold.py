@@ -69,9 +69,9 @@ def test_the_range_pulses_in_the_views_that_show_the_source(threshold_effect):
     assert effect.spec.range_parameters == ("MinimumThreshold", "MaximumThreshold")
     assert effect.rangeRow.visible and effect.pulseTimer.active
 
-    minimum, maximum = effect.rows["MinimumThreshold"][1], effect.rows["MaximumThreshold"][1]
+    slider = effect.rangeWidget
     for low, high in ((-1024, -500), (-200, 300)):
-        minimum.value, maximum.value = low, high
+        slider.setValues(low, high)
         for name in ("Red", "Green"):
             pipeline = effect.rangePreview.pipeline(name)
             assert pipeline.actor.GetVisibility()
@@ -87,7 +87,7 @@ def test_the_range_pulses_in_the_views_that_show_the_source(threshold_effect):
     # Both bounds are inclusive: a value of the slice taken as both gives exactly its pixels.
     values = resliced(widgets["Red"])
     v = float(np.median(values))
-    minimum.value, maximum.value = v, v
+    slider.setValues(v, v)
     assert np.array_equal(effect.rangePreview.pipeline("Red").mask() == 1, values == v)
 
     # The selected segment's colour, pulsing: the opacity changes step by step and each
@@ -119,8 +119,7 @@ def test_the_range_pulses_in_the_views_that_show_the_source(threshold_effect):
 
 def test_use_for_masking_sets_the_editable_intensity_range(threshold_effect):
     effect, scripted, world, widgets = threshold_effect
-    effect.rows["MinimumThreshold"][1].value = -950
-    effect.rows["MaximumThreshold"][1].value = -400
+    effect.rangeWidget.setValues(-950, -400)
     assert not world.editor.GetSourceVolumeIntensityMask()
     effect.useForMaskingButton.emit("clicked")
     assert world.editor.GetSourceVolumeIntensityMask()
@@ -158,7 +157,7 @@ def test_set_range_now_gives_slicers_automatic_threshold(threshold_effect, scene
         got = (float(scripted.parameters["Threshold.MinimumThreshold"]),
                float(scripted.parameters["Threshold.MaximumThreshold"]))
         assert got == pytest.approx(expected, rel=1e-9), name
-        assert (rows["MinimumThreshold"][1].value, rows["MaximumThreshold"][1].value) == pytest.approx(got)
+        assert (effect.rangeWidget.minimumValue, effect.rangeWidget.maximumValue) == pytest.approx(got)
         # The preview follows the new range; nothing was written into the segments.
         values = resliced(widgets["Red"])
         assert np.array_equal(effect.rangePreview.pipeline("Red").mask() == 1,
@@ -179,7 +178,6 @@ def test_range_sliders_carry_the_volume_unit(gui, monkeypatch, scene_volume, log
     volume.SetVoxelValueUnits(units)
     try:
         effect, _ = make_effect(world, logic, monkeypatch)
-        assert effect.rows["MinimumThreshold"][1].suffix == " HU"
-        assert effect.rows["MaximumThreshold"][1].suffix == " HU"
+        assert effect.rangeWidget.suffix == " HU"
     finally:
         volume.SetVoxelValueUnits(previous)

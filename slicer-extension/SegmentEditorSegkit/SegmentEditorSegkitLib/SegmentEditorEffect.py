@@ -28,6 +28,7 @@ segment's colour in every slice view that shows the source while the effect is a
 the volume's unit, "Use for masking" makes the range the editable intensity range and
 switches to Paint, and when the effect can choose its range itself (Threshold's automatic
 methods) "Set range now" asks the engine for those bounds without changing anything.
+The range is one two-handle slider (`ctkRangeWidget`) when the source gives its bounds.
 
 The class stays thin: gathering inputs, calling the engine and applying modifiers is
 `segkit_slicer.logic.EngineLogic` (prepare / run / commit) and
@@ -119,6 +120,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.listedBy = None      # the EngineLogic that listed effectInfos
         self.spec = None
         self.rows = {}            # parameter name -> (label, widget)
+        self.rangeWidget = None   # the intensity range's slider (both ends' row)
         self.call = None          # BackgroundCall in flight
         self.onCallDone = None
         self.sourceRange = None
@@ -692,13 +694,48 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             label.setParent(None)
             widget.setParent(None)
         self.rows = {}
+        self.rangeWidget = self.makeRangeWidget()
         for p in self.spec.parameters:
+            if self.rangeWidget is not None and p.name in self.spec.range_parameters:
+                if p.name == self.spec.range_parameters[0]:
+                    label = qt.QLabel("Range:")
+                    self.parametersLayout.addRow(label, self.rangeWidget)
+                # Both ends' rows are the one slider (see widgetValue / setWidgetValue).
+                self.rows[p.name] = (label, self.rangeWidget)
+                continue
             widget = self.makeWidget(p)
             widget.setToolTip(p.help)
             label = qt.QLabel(p.title + ":")
             label.setToolTip(p.help)
             self.parametersLayout.addRow(label, widget)
             self.rows[p.name] = (label, widget)
+
+    def makeRangeWidget(self):
+        """One two-handle slider for an effect's intensity range, as Slicer's Threshold
+        shows it, when both ends have a range (the source's); None otherwise."""
+        if self.spec.range_parameters is None:
+            return None
+        lo, hi = (self.spec.parameter(name) for name in self.spec.range_parameters)
+        if None in (lo.minimum, lo.maximum, hi.minimum, hi.maximum):
+            return None
+        import ctk
+
+        w = ctk.ctkRangeWidget()
+        w.minimum, w.maximum = min(lo.minimum, hi.minimum), max(lo.maximum, hi.maximum)
+        w.singleStep = lo.step or 1.0
+        w.decimals = lo.decimals
+        unit = lo.unit or (self.sourceUnit() if lo.source_units else "")
+        if unit:
+            w.suffix = " " + unit
+        w.setToolTip(f"{lo.help} {hi.help}")
+        w.connect("valuesChanged(double,double)", self.updateMRMLFromGUI)
+        return w
+
+    def widgetValue(self, p, w):
+        """The value a DOUBLE parameter's widget shows (one end of the range slider)."""
+        if w is self.rangeWidget:
+            return w.minimumValue if p.name == self.spec.range_parameters[0] else w.maximumValue
+        return w.value
 
     def makeWidget(self, p):
         if p.kind == schema.DOUBLE:
@@ -770,7 +807,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 continue   # set by updateSegmentSelectors
             wasBlocked = w.blockSignals(True)
             value = values[p.name]
-            if p.kind == schema.DOUBLE:
+            if w is self.rangeWidget and w is not None:
+                if p.name == self.spec.range_parameters[0]:   # both ends at once
+                    w.setValues(*(float(values[n]) for n in self.spec.range_parameters))
+            elif p.kind == schema.DOUBLE:
                 w.value = float(value)
             elif p.kind == schema.INTEGER:
                 w.value = int(float(value))
@@ -792,7 +832,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         for p in self.spec.parameters:
             label, w = self.rows[p.name]
             if p.kind == schema.DOUBLE:
-                value = schema.format_number(w.value)
+                value = schema.format_number(self.widgetValue(p, w))
             elif p.kind == schema.INTEGER:
                 value = str(int(w.value))
             elif p.kind == schema.BOOLEAN:
