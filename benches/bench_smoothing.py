@@ -1,6 +1,6 @@
 """Smoothing: release `segkit apply smoothing ... --time` against Slicer's VTK filters.
 
-Usage: /work/main/.venv/bin/python benches/bench_smoothing.py [--repeat N]
+Usage: /work/main/.venv/bin/python benches/bench_smoothing.py [--repeat N] [--methods GAUSSIAN,...]
 (build first: cargo build --release --bin segkit). Uses the 1 mm CT (ts/example_ct.nii.gz
 resampled to 1 mm, 366 x 303 x 336) and a large segment (body: HU > -300). For each
 method the VTK filter runs as Slicer's effect calls it (3 mm kernel = 3 x 3 x 3, 3 mm
@@ -62,6 +62,8 @@ def slicer_smooth(seg, method):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--methods", default="MEDIAN,MORPHOLOGICAL_OPENING,MORPHOLOGICAL_CLOSING,GAUSSIAN",
+                    help="comma-separated SmoothingMethod values to run")
     args = ap.parse_args()
     if not SEGKIT.is_file():
         raise SystemExit(f"{SEGKIT} not found: cargo build --release --bin segkit")
@@ -77,7 +79,7 @@ def main():
     print(f"1 mm CT {seg.shape[::-1]}, body segment {int(seg.sum())} voxels")
     print("| method | VTK s | segkit s | ratio | differing voxels |")
     print("|---|---|---|---|---|")
-    for method in ["MEDIAN", "MORPHOLOGICAL_OPENING", "MORPHOLOGICAL_CLOSING", "GAUSSIAN"]:
+    for method in args.methods.split(","):
         ours, theirs, diff = [], [], None
         for _ in range(args.repeat):
             ref, dt = slicer_smooth(seg, method)

@@ -52,14 +52,14 @@ use super::schema::{ChoiceSpec, EffectSpec, Input, ParamSpec, ParamValues};
 use super::{
     Control, Effect, EffectError, EffectOutput, EffectRequest, ModificationMode, Modifier, Target,
 };
-use crate::kernels::gaussian::gaussian_pass_u8;
 #[cfg(doc)]
 use crate::kernels::gaussian::gaussian_smooth_u8;
+use crate::kernels::gaussian::{gaussian_pass_u8, zeroed};
 use crate::kernels::joint_smoothing::joint_smooth;
 #[cfg(doc)]
 use crate::kernels::morphology::{close_ellipsoid, open_ellipsoid};
 use crate::kernels::morphology::{dilate, erode, median_box, Footprint};
-use ndarray::{Array3, ArrayView3};
+use ndarray::{Array3, ArrayView3, Zip};
 
 /// How to smooth (Slicer's `SmoothingMethod` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -207,14 +207,17 @@ fn smooth_segment_with(
     if method == SmoothingMethod::Gaussian {
         let sigma_mm = params.gaussian_standard_deviation_mm;
         let sigma_kji = [spacing_ijk[2], spacing_ijk[1], spacing_ijk[0]].map(|s| sigma_mm / s);
-        let mut image = mask.mapv(|v| if v != 0 { 255u8 } else { 0 });
+        let mut image = zeroed(mask.dim());
+        Zip::from(&mut image)
+            .and(mask)
+            .par_for_each(|o, &v| *o = if v != 0 { 255 } else { 0 });
         for (axis, &sigma) in sigma_kji.iter().enumerate() {
             control.check()?;
             image = gaussian_pass_u8(image.view(), axis, sigma, GAUSSIAN_RADIUS_FACTOR);
             control.progress((axis + 1) as f64 / 3.0, "Gaussian");
         }
         // vtkImageThreshold::ThresholdByUpper(int(255 / 2)): 127 and above are inside.
-        image.mapv_inplace(|v| u8::from(v >= 127));
+        image.par_mapv_inplace(|v| u8::from(v >= 127));
         return Ok(image);
     }
     let kernel = kernel_size_voxels(params.kernel_size_mm, spacing_ijk);
