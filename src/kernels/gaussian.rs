@@ -282,27 +282,17 @@ impl Pass<'_> {
         let mut acc = vec![0f64; ni];
         let mut same = vec![0u8; ni];
         match self.axis {
-            0 => {
-                let (first, kernel) = self.kernels.at(k);
+            0 | 1 => {
                 for j in 0..nj {
+                    // The rows under the kernel: along k at this j, or along j in slice k.
+                    let along_k = self.axis == 0;
+                    let (first, kernel) = self.kernels.at(if along_k { k } else { j });
                     let rows = kernel.w.iter().enumerate().map(|(t, &wt)| {
-                        let row = (first + t) * nj + j;
-                        (wt, &input[row * ni..(row + 1) * ni], self.spans[row])
-                    });
-                    weighted_rows(
-                        &mut acc,
-                        &mut same,
-                        rows,
-                        kernel,
-                        &mut dst[j * ni..(j + 1) * ni],
-                    );
-                }
-            }
-            1 => {
-                for j in 0..nj {
-                    let (first, kernel) = self.kernels.at(j);
-                    let rows = kernel.w.iter().enumerate().map(|(t, &wt)| {
-                        let row = k * nj + first + t;
+                        let row = if along_k {
+                            (first + t) * nj + j
+                        } else {
+                            k * nj + first + t
+                        };
                         (wt, &input[row * ni..(row + 1) * ni], self.spans[row])
                     });
                     weighted_rows(

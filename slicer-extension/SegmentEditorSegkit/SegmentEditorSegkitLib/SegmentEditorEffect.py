@@ -211,22 +211,14 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.scriptedEffect.addOptionsWidget(self.pointListRow)
 
         # Effects with an intensity range (Threshold): Slicer's Threshold buttons.
-        rangeLayout = qt.QHBoxLayout()
         self.autoRangeButton = qt.QPushButton("Set range now")
         self.autoRangeButton.setToolTip(
             "Ask the engine for the bounds of the chosen automatic method and mode, and set the range to them")
         self.useForMaskingButton = qt.QPushButton("Use for masking")
         self.useForMaskingButton.setToolTip(
             "Use this intensity range as the editable intensity range and switch to the Paint effect")
-        rangeLayout.addWidget(self.autoRangeButton)
-        rangeLayout.addWidget(self.useForMaskingButton)
-        self.rangeRow = qt.QFrame()
-        self.rangeRow.setLayout(rangeLayout)
-        rangeLayout.setContentsMargins(0, 0, 0, 0)
-        self.rangeRow.visible = False
-        self.scriptedEffect.addOptionsWidget(self.rangeRow)
+        self.rangeRow = self.addHiddenRow(self.autoRangeButton, self.useForMaskingButton)
 
-        previewRow = qt.QHBoxLayout()
         self.initializeButton = qt.QPushButton("Initialize")
         self.initializeButton.setToolTip("Compute a preview of every visible segment from its seeds")
         self.updateButton = qt.QPushButton("Update")
@@ -234,14 +226,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.autoUpdateCheckBox = qt.QCheckBox("Auto-update")
         self.autoUpdateCheckBox.checked = True
         self.autoUpdateCheckBox.setToolTip("Update the preview a second after a seed segment changes")
-        previewRow.addWidget(self.initializeButton, 1)
-        previewRow.addWidget(self.updateButton)
-        previewRow.addWidget(self.autoUpdateCheckBox)
-        self.previewRow = qt.QFrame()
-        self.previewRow.setLayout(previewRow)
-        previewRow.setContentsMargins(0, 0, 0, 0)
-        self.previewRow.visible = False
-        self.scriptedEffect.addOptionsWidget(self.previewRow)
+        self.previewRow = self.addHiddenRow((self.initializeButton, 1), self.updateButton,
+                                            self.autoUpdateCheckBox)
 
         buttons = qt.QHBoxLayout()
         self.applyButton = qt.QPushButton("Apply")
@@ -264,6 +250,19 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.updateButton.connect("clicked()", self.onUpdatePreview)
         self.autoRangeButton.connect("clicked()", self.onAutoRange)
         self.useForMaskingButton.connect("clicked()", self.onUseForMasking)
+
+    def addHiddenRow(self, *widgets):
+        """A row of `widgets` (or (widget, stretch) pairs) in the options panel, hidden
+        until an effect that uses it is chosen."""
+        layout = qt.QHBoxLayout()
+        for w in widgets:
+            layout.addWidget(*(w if isinstance(w, tuple) else (w,)))
+        row = qt.QFrame()
+        row.setLayout(layout)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row.visible = False
+        self.scriptedEffect.addOptionsWidget(row)
+        return row
 
     def activate(self):
         self.active = True
