@@ -166,18 +166,8 @@ pub fn squared_distance_within(
     let (nk, nj, ni) = features.dim();
     let features = features.as_standard_layout();
     let feats = features.as_slice().expect("standard layout");
-    // 0 on features and +inf elsewhere, written by rayon's threads (the first touch of
-    // the pages is shared between them).
-    let mut start = Vec::with_capacity(feats.len());
-    super::prefer_huge_pages(&mut start);
-    start.par_extend(
-        feats
-            .par_iter()
-            .map(|&f| if f != 0 { 0.0f32 } else { f32::INFINITY }),
-    );
-    let mut out = Array3::from_shape_vec((nk, nj, ni), start).expect("one value per voxel");
     if nk * nj * ni == 0 {
-        return Ok(out);
+        return Ok(Array3::zeros((nk, nj, ni)));
     }
     let pos_i = Positions::new(ni, first_index_kji[2], spacing_ijk[0], limit);
     let pos_j = Positions::new(nj, first_index_kji[1], spacing_ijk[1], limit);
@@ -198,23 +188,36 @@ pub fn squared_distance_within(
         }
     };
 
-    // Pass along i: rows in place, from 0 on features and +inf elsewhere.
-    {
-        let data = contiguous_mut(&mut out);
-        data.par_chunks_mut(nj * ni)
-            .zip(feats.par_chunks(nj * ni))
-            .for_each_init(Envelope::default, |env, (slice, fslice)| {
-                if !go_on() {
-                    return;
+    // Pass along i, fused with the initial values: each row is written 0 on features and
+    // +inf elsewhere and transformed while it is in cache, by rayon's threads (which
+    // share the first touch of the pages).
+    let mut start: Vec<f32> = Vec::with_capacity(feats.len());
+    super::prefer_huge_pages(&mut start);
+    start.spare_capacity_mut()[..feats.len()]
+        .par_chunks_mut(nj * ni)
+        .zip(feats.par_chunks(nj * ni))
+        .for_each_init(Envelope::default, |env, (slice, fslice)| {
+            if !go_on() {
+                return;
+            }
+            for (row, frow) in slice.chunks_mut(ni).zip(fslice.chunks(ni)) {
+                for (v, &f) in row.iter_mut().zip(frow) {
+                    v.write(if f != 0 { 0.0 } else { f32::INFINITY });
                 }
-                for (row, frow) in slice.chunks_mut(ni).zip(fslice.chunks(ni)) {
-                    if frow.iter().any(|&f| f != 0) {
-                        env.transform(row, &pos_i);
-                    }
+                // SAFETY: every element of `row` was written just above, and
+                // `MaybeUninit<f32>` has the layout of `f32`.
+                let row = unsafe { &mut *(row as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+                if frow.iter().any(|&f| f != 0) {
+                    env.transform(row, &pos_i);
                 }
-            });
-    }
+            }
+        });
+    // A cancelled pass skipped slices: the buffer is returned only when all were written.
     finished(&stop)?;
+    // SAFETY: no slice was skipped (checked just above), so all `feats.len()` elements
+    // were written.
+    unsafe { start.set_len(feats.len()) };
+    let mut out = Array3::from_shape_vec((nk, nj, ni), start).expect("one value per voxel");
 
     // Pass along j: one k slice per task, TILE columns at a time.
     out.axis_iter_mut(Axis(0))
