@@ -52,13 +52,14 @@ use super::schema::{ChoiceSpec, EffectSpec, Input, ParamSpec, ParamValues};
 use super::{
     Control, Effect, EffectError, EffectOutput, EffectRequest, ModificationMode, Modifier, Target,
 };
+use crate::kernels::gaussian::gaussian_pass_u8;
 #[cfg(doc)]
 use crate::kernels::gaussian::gaussian_smooth_u8;
-use crate::kernels::gaussian::{gaussian_pass_u8, zeroed};
 use crate::kernels::joint_smoothing::joint_smooth;
 #[cfg(doc)]
 use crate::kernels::morphology::{close_ellipsoid, open_ellipsoid};
 use crate::kernels::morphology::{dilate, erode, median_box, Footprint};
+use crate::kernels::zeroed;
 use ndarray::{Array3, ArrayView3, Zip};
 
 /// How to smooth (Slicer's `SmoothingMethod` values).

@@ -314,19 +314,20 @@ pub fn boundary_26(mask: ArrayView3<u8>, foreground: bool) -> Array3<u8> {
     out
 }
 
-/// `dst[i]` = 1 when `src[i - 1..=i + 1]` (clipped) holds a voxel of the other class.
+/// `dst[i]` = 1 when `src[i - 1..=i + 1]` (clipped) holds a voxel of the other class:
+/// the voxel itself, then its left and right neighbours, each as one shifted pass.
 fn dilate_row(dst: &mut [u8], src: &[u8], other: impl Fn(u8) -> u8) {
     let n = src.len();
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = other(s);
     }
-    // Spread each 1 to both neighbours, using the undilated values only.
-    let mut prev = 0u8;
-    for i in 0..n {
-        let here = dst[i];
-        let next = if i + 1 < n { other(src[i + 1]) } else { 0 };
-        dst[i] = here | prev | next;
-        prev = here;
+    if n > 1 {
+        for (d, &s) in dst[1..].iter_mut().zip(&src[..n - 1]) {
+            *d |= other(s);
+        }
+        for (d, &s) in dst[..n - 1].iter_mut().zip(&src[1..]) {
+            *d |= other(s);
+        }
     }
 }
 

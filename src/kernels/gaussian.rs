@@ -166,7 +166,7 @@ pub fn gaussian_pass_u8(
     assert!(axis < 3, "axis {axis} is not 0 (k), 1 (j) or 2 (i)");
     let (nk, nj, ni) = image.dim();
     let n = [nk, nj, ni][axis];
-    let mut out = zeroed((nk, nj, ni));
+    let mut out = super::zeroed((nk, nj, ni));
     if out.is_empty() {
         return out;
     }
@@ -196,18 +196,6 @@ pub fn gaussian_pass_u8(
         pass.plane(k, dst);
     });
     out
-}
-
-/// A zero image whose pages are first written by all threads at once, backed by huge
-/// pages where the system allows it: a new 37 M voxel image otherwise costs its single
-/// writer thousands of page faults.
-pub(crate) fn zeroed(dim: (usize, usize, usize)) -> Array3<u8> {
-    use rayon::prelude::*;
-    let n = dim.0 * dim.1 * dim.2;
-    let mut v = Vec::with_capacity(n);
-    super::prefer_huge_pages(&mut v);
-    v.par_extend(rayon::iter::repeat_n(0u8, n));
-    Array3::from_shape_vec(dim, v).expect("one value per voxel")
 }
 
 /// Where each row (along i) of a `[k][j][i]` image has non-zero voxels: `start..end`
