@@ -158,3 +158,31 @@ def test_only_the_segments_an_effect_reads_are_sent(effects):
     assert send("Threshold", masking=(0, "", 0, (-100.0, 100.0))) == ()
     # A new segment (none selected) reads nothing of itself.
     assert send("Islands", {"Operation": "KEEP_LARGEST_ISLAND"}, selected=None) == ()
+
+
+def test_masking_settings_read_the_names_of_slicer_5_0():
+    """Slicer < 5.1 names the editor node's intensity mask after the "master" volume; the
+    settings sent with every effect must read it there too."""
+    from segkit_slicer.logic import EditorContext
+
+    class EditorNode50:   # vtkMRMLSegmentEditorNode of Slicer 5.0: only the "Master" names
+        def GetMaskMode(self):
+            return 3
+
+        def GetMaskSegmentID(self):
+            return "s1"
+
+        def GetOverwriteMode(self):
+            return 1
+
+        def GetMasterVolumeIntensityMask(self):
+            return True
+
+        def GetMasterVolumeIntensityMaskRange(self):
+            return (-900, -400)
+
+    class Context50(EditorContext):
+        def editor_node(self):
+            return EditorNode50()
+
+    assert Context50().masking_settings() == (3, "s1", 1, (-900.0, -400.0))

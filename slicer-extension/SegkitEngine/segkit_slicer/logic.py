@@ -426,6 +426,16 @@ def add_volume_node(segmentation_node, output: OutputVolume):
 # ---------------------------------------------------------------------------------------
 # Where the Segment Editor's state comes from
 
+def editor_method(obj, name: str):
+    """The method `name` of a Segment Editor object (its node, or the scripted effect),
+    or the same method under its Slicer < 5.1 spelling: 5.1 renamed the editor's "master"
+    volume to "source" (GetMasterVolumeNode, masterVolumeImageData, ...)."""
+    method = getattr(obj, name, None)
+    if method is None:
+        method = getattr(obj, name.replace("Source", "Master").replace("source", "master"))
+    return method
+
+
 class EditorContext:
     """What the Segment Editor gives an effect. The Slicer effect implements it over
     `scriptedEffect`; `LogicContext` over `vtkSlicerSegmentEditorLogic`."""
@@ -465,8 +475,8 @@ class EditorContext:
         if node is None:
             return None
         intensity = None
-        if node.GetSourceVolumeIntensityMask():
-            lo, hi = node.GetSourceVolumeIntensityMaskRange()
+        if editor_method(node, "GetSourceVolumeIntensityMask")():
+            lo, hi = editor_method(node, "GetSourceVolumeIntensityMaskRange")()
             intensity = (float(lo), float(hi))
         return (int(node.GetMaskMode()), node.GetMaskSegmentID() or "",
                 int(node.GetOverwriteMode()), intensity)

@@ -46,7 +46,7 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
 from segkit_slicer import schema
 from segkit_slicer.background import POLL_MS, BackgroundCall
-from segkit_slicer.logic import EditorContext, markups_points_ijk
+from segkit_slicer.logic import EditorContext, editor_method, markups_points_ijk
 from segkit_slicer.range_preview import RangePreview
 
 AUTO_UPDATE_MS = 1000   # Slicer's auto-complete waits this long after a segment changes
@@ -63,16 +63,14 @@ class EffectContext(EditorContext):
         self.effect = scriptedEffect
         node = scriptedEffect.parameterSetNode()
         self.segmentation_node = node.GetSegmentationNode()
-        getSource = getattr(node, "GetSourceVolumeNode", None) or node.GetMasterVolumeNode
-        self.source_volume_node = getSource()
+        self.source_volume_node = editor_method(node, "GetSourceVolumeNode")()
         self.selected_segment_id = node.GetSelectedSegmentID() or ""
 
     def reference_image(self):
         return self.effect.defaultModifierLabelmap()
 
     def aligned_source(self):
-        getSource = getattr(self.effect, "sourceVolumeImageData", None) or self.effect.masterVolumeImageData
-        return getSource()
+        return editor_method(self.effect, "sourceVolumeImageData")()
 
     def save_state_for_undo(self):
         self.effect.saveStateForUndo()
@@ -326,8 +324,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         if node is None:
             return (self.activations,)
         seg = node.GetSegmentationNode()
-        getSource = getattr(node, "GetSourceVolumeNode", None) or node.GetMasterVolumeNode
-        source = getSource()
+        source = self.sourceNode()
         return (self.activations, seg.GetID() if seg is not None else None, node.GetSelectedSegmentID(),
                 source.GetID() if source is not None else None, self.segmentationEdits)
 
@@ -872,8 +869,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         node = self.scriptedEffect.parameterSetNode()
         if node is None:
             return None
-        getSource = getattr(node, "GetSourceVolumeNode", None) or node.GetMasterVolumeNode
-        return getSource()
+        return editor_method(node, "GetSourceVolumeNode")()
 
     def sourceUnit(self):
         """The source volume's value unit for the sliders ("HU" for CT), or ""."""
@@ -934,12 +930,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         node = self.scriptedEffect.parameterSetNode()
         if rangeValues is None or node is None:
             return
-        # Slicer < 5.1 names these after the "master" volume.
-        setMask = getattr(node, "SetSourceVolumeIntensityMask", None) or node.SetMasterVolumeIntensityMask
-        setRange = (getattr(node, "SetSourceVolumeIntensityMaskRange", None)
-                    or node.SetMasterVolumeIntensityMaskRange)
-        setMask(True)
-        setRange(*rangeValues)
+        editor_method(node, "SetSourceVolumeIntensityMask")(True)
+        editor_method(node, "SetSourceVolumeIntensityMaskRange")(*rangeValues)
         self.scriptedEffect.selectEffect("Paint")
 
     def onAutoRange(self):
