@@ -40,7 +40,8 @@
 //! The work is memory-bound (every expansion reads 26 neighbours spread over 3 slices), so
 //! each voxel's distance, label and value share one 8-byte cell for 8 and 16-bit images
 //! (12 bytes for `f32` values, 16 for `f64`); voxels of equal distance are expanded in
-//! (coarse) memory order, the next voxel's neighbourhood is prefetched, and the cells ask
+//! (coarse) memory order, the cells of the voxels expanded next are prefetched (first the
+//! cell, a few entries later its neighbourhood unless the entry is stale), and the cells ask
 //! for transparent huge pages. Memory: the cells, one bit per voxel for the locked mask,
 //! and the heap (8 bytes per pending entry).
 //!
@@ -83,6 +84,13 @@ pub const UNREACHED: f32 = f32::MAX;
 const POPS_PER_CHECK: usize = 1 << 16;
 /// The 26 neighbours.
 const NEIGHBOURS: usize = 26;
+/// How far ahead of the voxel being expanded the heap's next entries are fetched: the cell
+/// of the entry [`FETCH_CELL_AHEAD`] places ahead, then, once that cell has arrived, the
+/// neighbourhood of the entry [`FETCH_NEIGHBOURS_AHEAD`] places ahead if the entry is not
+/// stale (most entries are: a voxel is pushed again each time its distance drops).
+const FETCH_CELL_AHEAD: usize = 32;
+/// See [`FETCH_CELL_AHEAD`].
+const FETCH_NEIGHBOURS_AHEAD: usize = 8;
 /// Expand voxels of equal distance in memory order (see [`RadixHeap::pop`]).
 const SORT_EQUAL_KEYS: bool = true;
 
@@ -342,11 +350,12 @@ impl RadixHeap {
         self.buckets[0].pop()
     }
 
-    /// The voxel [`RadixHeap::pop`] answers next, when it is already known (no bucket to
-    /// spread first).
+    /// The entry [`RadixHeap::pop`] will answer after `ahead` others, if it is already in
+    /// bucket 0 and no entry with the same key is pushed meanwhile (a guess, for prefetching).
     #[inline(always)]
-    fn peek(&self) -> Option<u32> {
-        self.buckets[0].last().map(|e| e.1)
+    fn peek(&self, ahead: usize) -> Option<(u32, u32)> {
+        let b = &self.buckets[0];
+        b.get(b.len().wrapping_sub(1 + ahead)).copied()
     }
 
     fn clear(&mut self) {
@@ -638,6 +647,21 @@ fn prefetch_neighbourhood<V>(cells: &[Cell<V>], p: usize, rows: &[isize; 9]) {
     let _ = (cells, p, rows);
 }
 
+/// Hints the processor to load the cell of voxel `p`.
+#[inline(always)]
+fn prefetch_cell<V>(cells: &[Cell<V>], p: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: see prefetch_neighbourhood.
+        unsafe {
+            _mm_prefetch(cells.as_ptr().wrapping_add(p).cast::<i8>(), _MM_HINT_T0);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (cells, p);
+}
+
 /// Division of 32-bit numbers by a fixed divisor with one multiplication (D. Lemire, O.
 /// Kaser, N. Kurz, "Faster remainder by direct computation", Software: Practice and
 /// Experience 49 (2019), 953–970: `floor(n / d) = (M · n) >> 64` with `M = ⌊(2⁶⁴ − 1) / d⌋ + 1`,
@@ -683,9 +707,14 @@ fn propagate<V: Stored>(
     });
     while let Some((key, voxel)) = heap.pop() {
         let p = voxel as usize;
-        // The next voxel's neighbourhood is fetched from memory while this one is expanded.
-        if let Some(next) = heap.peek() {
-            prefetch_neighbourhood(cells, next as usize, &rows);
+        // The memory of the voxels expanded next is fetched while this one is expanded.
+        if let Some((_, far)) = heap.peek(FETCH_CELL_AHEAD) {
+            prefetch_cell(cells, far as usize);
+        }
+        if let Some((later_key, later)) = heap.peek(FETCH_NEIGHBOURS_AHEAD) {
+            if cells[later as usize].distance.to_bits() == later_key {
+                prefetch_neighbourhood(cells, later as usize, &rows);
+            }
         }
         let here = cells[p];
         if here.distance.to_bits() != key {
