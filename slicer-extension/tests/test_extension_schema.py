@@ -47,16 +47,18 @@ def test_island_choices_say_when_a_click_is_needed(effects):
     size = spec.parameter("MinimumSize")
     assert (size.kind, size.unit, size.step, size.minimum) == (schema.INTEGER, "voxels", 1.0, 0.0)
     assert size.default == "1000"
-    for operation, needs_point, shows_size in [
-        ("KEEP_LARGEST_ISLAND", False, True),
-        ("SPLIT_ISLANDS_TO_SEGMENTS", False, True),
-        ("KEEP_SELECTED_ISLAND", True, False),
-        ("ADD_SELECTED_ISLAND", True, False),
+    # Segments s1 and s2, both visible, s2 selected: Add selected island also reads the
+    # visible segments (it floods their merged label map).
+    for operation, needs_point, shows_size, sent in [
+        ("KEEP_LARGEST_ISLAND", False, True, ("s2",)),
+        ("SPLIT_ISLANDS_TO_SEGMENTS", False, True, ("s2",)),
+        ("KEEP_SELECTED_ISLAND", True, False, ("s2",)),
+        ("ADD_SELECTED_ISLAND", True, False, ("s1", "s2")),
     ]:
         values = {"Operation": operation, "MinimumSize": "1000"}
         assert spec.needs_point(values) is needs_point, operation
         assert size.is_visible(values) is shows_size, operation
-        assert spec.needs_segments(values)
+        assert spec.segments_to_send(values, ["s1", "s2"], ["s1", "s2"], "s2") == sent, operation
 
 
 def test_values_are_normalized_for_the_engine(effects):

@@ -152,10 +152,6 @@ class EffectSpec:
     def needs_point_list(self, values: Mapping[str, str]) -> bool:
         return INPUT_POINT_LIST in self.inputs_for(values)
 
-    def needs_segments(self, values: Mapping[str, str]) -> bool:
-        inputs = self.inputs_for(values)
-        return bool({INPUT_SELECTED_SEGMENT, INPUT_VISIBLE_SEGMENTS, INPUT_ALL_SEGMENTS} & set(inputs))
-
     def segments_to_send(self, values: Mapping[str, str], segment_ids: Sequence[str],
                          visible: Sequence[str], selected: Optional[str],
                          masking=None) -> Tuple[str, ...]:
