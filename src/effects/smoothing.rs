@@ -56,11 +56,11 @@ use crate::kernels::gaussian::gaussian_pass_u8;
 #[cfg(doc)]
 use crate::kernels::gaussian::gaussian_smooth_u8;
 use crate::kernels::joint_smoothing::joint_smooth;
+use crate::kernels::mapped;
 #[cfg(doc)]
 use crate::kernels::morphology::{close_ellipsoid, open_ellipsoid};
 use crate::kernels::morphology::{dilate, erode, median_box, Footprint};
-use crate::kernels::zeroed;
-use ndarray::{Array3, ArrayView3, Zip};
+use ndarray::{Array3, ArrayView3};
 
 /// How to smooth (Slicer's `SmoothingMethod` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -208,10 +208,7 @@ fn smooth_segment_with(
     if method == SmoothingMethod::Gaussian {
         let sigma_mm = params.gaussian_standard_deviation_mm;
         let sigma_kji = [spacing_ijk[2], spacing_ijk[1], spacing_ijk[0]].map(|s| sigma_mm / s);
-        let mut image = zeroed(mask.dim());
-        Zip::from(&mut image)
-            .and(mask)
-            .par_for_each(|o, &v| *o = if v != 0 { 255 } else { 0 });
+        let mut image = mapped(mask, |v| if v != 0 { 255 } else { 0 });
         for (axis, &sigma) in sigma_kji.iter().enumerate() {
             control.check()?;
             image = gaussian_pass_u8(image.view(), axis, sigma, GAUSSIAN_RADIUS_FACTOR);

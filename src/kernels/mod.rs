@@ -26,6 +26,21 @@ pub(crate) fn zeroed(dim: (usize, usize, usize)) -> ndarray::Array3<u8> {
     ndarray::Array3::from_shape_vec(dim, v).expect("one value per voxel")
 }
 
+/// `f` of every voxel of `image`, as a new image written as [`zeroed`] writes its zeros
+/// (by all threads, on huge pages where allowed), without zeroing it first.
+pub(crate) fn mapped(
+    image: ndarray::ArrayView3<u8>,
+    f: impl Fn(u8) -> u8 + Sync + Send,
+) -> ndarray::Array3<u8> {
+    use rayon::prelude::*;
+    let image = image.as_standard_layout();
+    let voxels = image.as_slice().expect("standard layout");
+    let mut v = Vec::with_capacity(voxels.len());
+    prefer_huge_pages(&mut v);
+    v.par_extend(voxels.par_iter().map(|&x| f(x)));
+    ndarray::Array3::from_shape_vec(image.dim(), v).expect("one value per voxel")
+}
+
 /// Asks Linux to back a large, not yet touched buffer with transparent huge pages (when
 /// the system allows them on request): one page fault per 2 MiB instead of per 4 KiB when
 /// it is first written, and fewer TLB misses for kernels that jump across slices (Grow
