@@ -39,7 +39,7 @@
 use super::schema::{EffectSpec, Input, ParamSpec, ParamValues};
 use super::{Effect, EffectError, EffectOutput, EffectRequest, ModificationMode, Modifier, Target};
 use crate::kernels::bbox::nonzero_box;
-use crate::kernels::distance::{boundary_26, squared_distance_within, DistanceError};
+use crate::kernels::distance::{boundary_squared_distance_within, DistanceError};
 use ndarray::{s, Array3, ArrayView3, Zip};
 
 /// Largest margin or shell the schemas accept, in mm.
@@ -158,8 +158,6 @@ fn band(
         crop[2].0..crop[2].1
     ];
     let part = object.slice(window);
-    let boundary = boundary_26(part, true);
-    let has_boundary = boundary.iter().any(|&b| b != 0);
     let first = [crop[0].0, crop[1].0, crop[2].0];
     let lower = inner_mm.map_or(f32::MIN, |m| itk_threshold(m - f64::EPSILON));
     let upper = itk_threshold(outer_mm + f64::EPSILON);
@@ -167,8 +165,10 @@ fn band(
     let deciding = upper
         .abs()
         .max(if inner_mm.is_some() { lower.abs() } else { 0.0 });
-    let d2 = squared_distance_within(
-        boundary.view(),
+    // Distances to the object's voxels that touch the background (26 neighbours).
+    let (d2, has_boundary) = boundary_squared_distance_within(
+        part,
+        true,
         spacing_ijk,
         first,
         band_limit(deciding),
@@ -194,7 +194,7 @@ fn band(
 }
 
 /// The distance limit (mm²) for a transform whose values are compared with thresholds of
-/// at most `deciding` mm²: twice that, plus 1 mm² ([`squared_distance_within`] is exact up
+/// at most `deciding` mm²: twice that, plus 1 mm² (the band transform is exact up
 /// to half its limit).
 fn band_limit(deciding: f32) -> f32 {
     2.0 * deciding + 1.0
@@ -220,11 +220,12 @@ fn shrink(
         bbox[2].0..bbox[2].1
     ];
     let part = segment.slice(window);
-    let background_boundary = boundary_26(part, false);
     let first = [bbox[0].0, bbox[1].0, bbox[2].0];
     let upper = itk_threshold(margin_mm + f64::EPSILON);
-    let d2 = squared_distance_within(
-        background_boundary.view(),
+    // Distances to the background voxels that touch the segment (26 neighbours).
+    let (d2, _) = boundary_squared_distance_within(
+        part,
+        false,
         spacing_ijk,
         first,
         band_limit(upper),
