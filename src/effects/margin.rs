@@ -175,21 +175,28 @@ fn band(
         cancelled,
     )
     .map_err(distance_error)?;
-    Zip::from(out.slice_mut(window))
-        .and(part)
-        .and(&d2)
-        .par_for_each(|o, &v, &d| {
-            *o = u8::from(if d.is_finite() {
-                // ITK signs object voxels negative.
-                let signed = if v != 0 { -d } else { d };
-                lower <= signed && signed <= upper
-            } else {
-                // Beyond the band: farther than either threshold from the boundary, so
-                // only object voxels without a lower end are in; without any boundary
-                // ITK leaves every voxel at +max, which no band holds.
-                has_boundary && v != 0 && inner_mm.is_none()
-            });
+    let zip = Zip::from(out.slice_mut(window)).and(part).and(&d2);
+    if inner_mm.is_none() && upper >= 0.0 {
+        // A grow: every object voxel is in (at -d <= 0 <= upper, or beyond the band) when
+        // there is a boundary, and a background voxel is in when d <= upper (+inf is not).
+        // Written without branches, so that this pass over the image vectorises.
+        zip.par_for_each(|o, &v, &d| {
+            *o = (u8::from(v != 0) & u8::from(has_boundary)) | u8::from(d <= upper);
         });
+        return Ok((out, has_boundary));
+    }
+    zip.par_for_each(|o, &v, &d| {
+        *o = u8::from(if d.is_finite() {
+            // ITK signs object voxels negative.
+            let signed = if v != 0 { -d } else { d };
+            lower <= signed && signed <= upper
+        } else {
+            // Beyond the band: farther than either threshold from the boundary, so
+            // only object voxels without a lower end are in; without any boundary
+            // ITK leaves every voxel at +max, which no band holds.
+            has_boundary && v != 0 && inner_mm.is_none()
+        });
+    });
     Ok((out, has_boundary))
 }
 
