@@ -1,7 +1,8 @@
 """Fixtures of the extension's headless tests.
 
 Environment:
-- SEGKIT_BIN: the engine binary (default: target/debug/segkit of the repository). Tests
+- SEGKIT_BIN: the engine binary (default: the more recently built of the repository's
+  target/release/segkit and target/debug/segkit, so a stale build is not tested). Tests
   that need the engine skip with a message when it is missing.
 - SEGKIT_TEST_DATA: the shared test data (default: ../shared/data from the repository);
   tests that need it skip with a message when it is absent.
@@ -43,7 +44,11 @@ def missing(message: str):
 
 def segkit_binary() -> Path:
     env = os.environ.get("SEGKIT_BIN")
-    return Path(env) if env else REPO / "target" / "debug" / "segkit"
+    if env:
+        return Path(env)
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    built = [p for p in (target / "release" / "segkit", target / "debug" / "segkit") if p.is_file()]
+    return max(built, key=lambda p: p.stat().st_mtime, default=target / "debug" / "segkit")
 
 
 @pytest.fixture(scope="session")

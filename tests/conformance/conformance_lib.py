@@ -133,16 +133,15 @@ def missing(message: str):
     pytest.skip(message)
 
 
-def find_segkit_bin(prefer_release: bool = False) -> Path | None:
+def find_segkit_bin() -> Path | None:
+    """SEGKIT_BIN, else the more recently built of target/{release,debug}/segkit (so a
+    stale build is not the one tested), else None."""
     env = os.environ.get("SEGKIT_BIN")
     if env:
         return Path(env)
-    order = ("release", "debug") if prefer_release else ("debug", "release")
-    for profile in order:
-        p = REPO / "target" / profile / "segkit"
-        if p.exists():
-            return p
-    return None
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    built = [p for p in (target / "release" / "segkit", target / "debug" / "segkit") if p.is_file()]
+    return max(built, key=lambda p: p.stat().st_mtime, default=None)
 
 
 @dataclass

@@ -5,7 +5,7 @@ that implements the contract can be checked against the same cases.
 
 Environment:
 - SEGKIT_ENGINE: the engine's address (host:port). When unset, the suite starts the local
-  segkit (`SEGKIT_BIN`, else target/debug/segkit, else target/release/segkit) with
+  segkit (`SEGKIT_BIN`, else the more recently built of target/{debug,release}/segkit) with
   `serve --listen 127.0.0.1:0` and stops it at the end.
 - SEGKIT_ENGINE_TOKEN: the token the engine requires (sent as `authorization: Bearer T`).
 - SEGKIT_ENGINE_SHARED_FS: set to 0 when the engine does not see this machine's files

@@ -4,7 +4,7 @@ Each test starts its own engines (`engines`), because the faults kill, restart, 
 limit them, and the load test reads the peak memory of an engine that did nothing else.
 
 Environment (as in the other suites):
-- SEGKIT_BIN: the engine binary (default target/debug/segkit, else target/release/segkit).
+- SEGKIT_BIN: the engine binary (default: the more recently built of target/{debug,release}/segkit).
 - SEGKIT_REQUIRE_DATA=1 (scripts/test, CI): a missing binary or data file fails the tests
   instead of skipping them.
 - SEGKIT_TEST_DATA: the shared test data (default ../shared/data from the repository).

@@ -4,7 +4,8 @@ These tests run segkit (the release or debug binary) beside reference implementa
 (pynrrd, SimpleITK, nibabel, pydicom, dcm2niix, Teem, slicer-core) on the same files.
 
 Environment:
-- SEGKIT_BIN: the segkit binary (default: target/release/segkit, else target/debug/segkit).
+- SEGKIT_BIN: the segkit binary (default: the more recently built of target/release/segkit
+  and target/debug/segkit).
 - SEGKIT_TEST_DATA: the shared test data folder (default: ../shared/data from the repo root).
   Tests that need it skip with a clear message when it is absent, and fail instead when
   SEGKIT_REQUIRE_DATA=1 (scripts/test, CI).
@@ -24,10 +25,10 @@ def _segkit_bin() -> Path:
     env = os.environ.get("SEGKIT_BIN")
     if env:
         return Path(env)
-    for profile in ("release", "debug"):
-        p = REPO / "target" / profile / "segkit"
-        if p.exists():
-            return p
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    built = [p for p in (target / "release" / "segkit", target / "debug" / "segkit") if p.is_file()]
+    if built:
+        return max(built, key=lambda p: p.stat().st_mtime)
     pytest.exit("segkit binary not found: build it (cargo build) or set SEGKIT_BIN", returncode=2)
 
 
