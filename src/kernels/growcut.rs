@@ -244,38 +244,23 @@ impl Bits {
     fn new(len: usize) -> Self {
         Bits(vec![0; len.div_ceil(64)])
     }
-    /// The voxels of `mask` that are not 0, 64 voxels per word, in parallel.
-    fn of_non_zero(mask: &ArrayView3<u8>) -> Self {
-        let mut bits = Bits::new(mask.len());
-        match mask.as_slice() {
-            Some(voxels) => {
-                bits.0
-                    .par_iter_mut()
-                    .zip(voxels.par_chunks(64))
-                    .for_each(|(word, voxels)| {
-                        *word = voxels
-                            .iter()
-                            .enumerate()
-                            .fold(0, |w, (b, &v)| w | (u64::from(v != 0) << b));
-                    })
-            }
-            None => {
-                for (n, &v) in mask.iter().enumerate() {
-                    if v != 0 {
-                        bits.set(n);
-                    }
-                }
-            }
-        }
+    /// The voxels that are not 0, 64 voxels per word, in parallel.
+    fn of_non_zero(voxels: &[u8]) -> Self {
+        let mut bits = Bits::new(voxels.len());
+        bits.0
+            .par_iter_mut()
+            .zip(voxels.par_chunks(64))
+            .for_each(|(word, voxels)| {
+                *word = voxels
+                    .iter()
+                    .enumerate()
+                    .fold(0, |w, (b, &v)| w | (u64::from(v != 0) << b));
+            });
         bits
     }
     #[inline(always)]
     fn get(&self, n: usize) -> bool {
         self.0[n >> 6] & (1 << (n & 63)) != 0
-    }
-    #[inline(always)]
-    fn set(&mut self, n: usize) {
-        self.0[n >> 6] |= 1 << (n & 63);
     }
     fn bytes(&self) -> usize {
         8 * self.0.capacity()
@@ -475,7 +460,16 @@ impl GrowCut {
         let seeds = seeds
             .as_slice()
             .ok_or_else(|| EffectError::Internal("a standard-layout array has no slice".into()))?;
-        let locked_bits = locked.map(|l| Bits::of_non_zero(&l.as_standard_layout().view()));
+        let locked_bits = match locked {
+            Some(l) => {
+                let l = l.as_standard_layout();
+                let voxels = l.as_slice().ok_or_else(|| {
+                    EffectError::Internal("a standard-layout array has no slice".into())
+                })?;
+                Some(Bits::of_non_zero(voxels))
+            }
+            None => None,
+        };
         let n = shape.0 * shape.1 * shape.2;
         let plane = shape.1 * shape.2;
         let same_type = T::Stored::cells(&mut self.cells).len() == n;
@@ -1191,13 +1185,14 @@ mod tests {
         let m = Array3::from_shape_fn((3, 5, 13), |(k, j, i)| {
             3 * u8::from((k * 7 + j * 3 + i) % 5 == 0)
         });
-        let bits = Bits::of_non_zero(&m.view());
+        let bits = Bits::of_non_zero(m.as_slice().unwrap());
         for (n, &v) in m.iter().enumerate() {
             assert_eq!(bits.get(n), v != 0, "voxel {n}");
         }
-        // A view that is not contiguous takes the element-by-element path.
+        // A view that is not contiguous, in logical order once in standard layout (as
+        // `GrowCut::run` passes it).
         let part = m.slice(ndarray::s![.., 1.., ..;2]);
-        let bits = Bits::of_non_zero(&part);
+        let bits = Bits::of_non_zero(part.as_standard_layout().as_slice().unwrap());
         for (n, &v) in part.iter().enumerate() {
             assert_eq!(bits.get(n), v != 0, "voxel {n} of the view");
         }
