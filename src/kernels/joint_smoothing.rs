@@ -76,6 +76,7 @@
 //! assert_eq!(mask[[2, 2, 2]], 0); // the corner goes
 //! ```
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use ndarray::{Array3, ArrayView3, Axis};
@@ -477,18 +478,40 @@ fn discrete_marching_cubes(
         triangle_labels.extend(l);
     }
     control.check()?;
-    let mut keys: Vec<u64> = key_tris.iter().flatten().copied().collect();
-    keys.par_sort_unstable();
-    keys.dedup();
-    if keys.len() > PointId::MAX as usize {
+    // Points are numbered in increasing key order: mark the used keys in a bitmap of all
+    // lattice edges, then a point's id is its key's rank among the marked ones.
+    let words: Vec<AtomicU64> = (0..edge_keys.div_ceil(64))
+        .map(|_| AtomicU64::new(0))
+        .collect();
+    key_tris.par_iter().flatten().for_each(|&k| {
+        words[(k / 64) as usize].fetch_or(1 << (k % 64), Ordering::Relaxed);
+    });
+    let words: Vec<u64> = words.into_iter().map(AtomicU64::into_inner).collect();
+    let mut ranks = Vec::with_capacity(words.len());
+    let mut total = 0u64;
+    for w in &words {
+        ranks.push(total);
+        total += u64::from(w.count_ones());
+    }
+    if total > u64::from(PointId::MAX) {
         return Err(EffectError::Input(format!(
-            "the surface has {} points, more than 32-bit ids allow",
-            keys.len()
+            "the surface has {total} points, more than 32-bit ids allow"
         )));
     }
-    let triangles: Vec<[PointId; 3]> = key_tris
+    let rank = |k: u64| -> PointId {
+        let (w, bit) = ((k / 64) as usize, k % 64);
+        (ranks[w] + u64::from((words[w] & ((1u64 << bit) - 1)).count_ones())) as PointId
+    };
+    let triangles: Vec<[PointId; 3]> = key_tris.par_iter().map(|t| t.map(rank)).collect();
+    let keys: Vec<u64> = words
         .par_iter()
-        .map(|t| t.map(|k| keys.binary_search(&k).unwrap_or(0) as PointId))
+        .enumerate()
+        .flat_map_iter(|(w, &bits)| {
+            let base = w as u64 * 64;
+            (0..64)
+                .filter(move |b| bits >> b & 1 == 1)
+                .map(move |b| base + b)
+        })
         .collect();
     let points: Vec<[f32; 3]> = keys
         .par_iter()
@@ -513,15 +536,27 @@ fn discrete_marching_cubes(
 // ---------------------------------------------------------------------------------------------
 // 2. Windowed sinc smoothing
 
-/// Per point, the neighbours it is averaged with (with multiplicity), CSR.
+/// Per point, the neighbours it is averaged with, CSR. A neighbour counted several times
+/// (once per triangle sharing the edge) is stored once with its multiplicity: its term of the
+/// Laplacian is computed once and added that many times, which gives the same sum as adding
+/// it once per entry, in half the divisions and reads.
 struct Stencils {
     offsets: Vec<usize>,
     neighbours: Vec<PointId>,
+    multiplicities: Vec<u8>,
+    /// Entries (with multiplicity) per point: the divisor of the mean.
+    sizes: Vec<u16>,
 }
 
 impl Stencils {
-    fn of(&self, p: usize) -> &[PointId] {
-        &self.neighbours[self.offsets[p]..self.offsets[p + 1]]
+    /// The distinct neighbours of `p`, their multiplicities and the entry count.
+    fn of(&self, p: usize) -> (&[PointId], &[u8], u16) {
+        let range = self.offsets[p]..self.offsets[p + 1];
+        (
+            &self.neighbours[range.clone()],
+            &self.multiplicities[range],
+            self.sizes[p],
+        )
     }
 }
 
@@ -569,14 +604,28 @@ fn build_stencils(mesh: &Mesh) -> Stencils {
     });
     drop(chunks);
     let mut stencil_offsets = vec![0usize; n + 1];
-    let mut neighbours = Vec::with_capacity(lengths.iter().sum());
+    let mut neighbours = Vec::with_capacity(lengths.iter().sum::<usize>() / 2 + 1);
+    let mut multiplicities = Vec::with_capacity(neighbours.capacity());
+    let mut sizes = vec![0u16; n];
     for p in 0..n {
-        neighbours.extend_from_slice(&incident[offsets[p]..offsets[p] + lengths[p]]);
+        let stencil = &incident[offsets[p]..offsets[p] + lengths[p]];
+        // The stencil is sorted (or two distinct boundary neighbours): equal entries are
+        // adjacent.
+        for run in stencil.chunk_by(|a, b| a == b) {
+            // (A run longer than 255 would be stored as several entries of one neighbour.)
+            for part in run.chunks(usize::from(u8::MAX)) {
+                neighbours.push(part[0]);
+                multiplicities.push(part.len() as u8);
+            }
+        }
+        sizes[p] = lengths[p] as u16;
         stencil_offsets[p + 1] = neighbours.len();
     }
     Stencils {
         offsets: stencil_offsets,
         neighbours,
+        multiplicities,
+        sizes,
     }
 }
 
@@ -723,15 +772,20 @@ fn smooth_points(
         .map(|p| std::array::from_fn(|k| ((f64::from(p[k]) - centre[k]) / length) as f32))
         .collect();
     let n = x0.len();
+    // The mean of (x_p - x_q) over the stencil, summed term by term in stencil order as VTK
+    // does (each term divided by the count before it is added).
     let laplacian = |x: &[[f32; 3]], p: usize| -> [f64; 3] {
-        let s = stencils.of(p);
-        let m = s.len() as f64;
-        let xp = x[p];
+        let (qs, times, size) = stencils.of(p);
+        let m = f64::from(size);
+        let xp = x[p].map(f64::from);
         let mut d = [0.0f64; 3];
-        for &q in s {
+        for (&q, &t) in qs.iter().zip(times) {
             let xq = x[q as usize];
-            for k in 0..3 {
-                d[k] += (f64::from(xp[k]) - f64::from(xq[k])) / m;
+            let term: [f64; 3] = std::array::from_fn(|k| (xp[k] - f64::from(xq[k])) / m);
+            for _ in 0..t {
+                for k in 0..3 {
+                    d[k] += term[k];
+                }
             }
         }
         d
@@ -752,7 +806,6 @@ fn smooth_points(
             }
         });
     let (mut prev, mut cur) = (x0, x1);
-    let mut next = vec![[0f32; 3]; n];
     for (it, &ci) in c.iter().enumerate().skip(2) {
         control.check()?;
         control.progress(
@@ -760,20 +813,21 @@ fn smooth_points(
             "Joint smoothing: smoothing",
         );
         // x_{i} = 2 (I - K/2) x_{i-1} - x_{i-2} (Chebyshev recurrence); accumulate cᵢ xᵢ.
-        next.par_iter_mut()
+        // x_{i-2} is read only at its own point, so x_i overwrites it in place (a third
+        // array would cost this memory-bound loop one more stream).
+        prev.par_iter_mut()
             .zip(acc.par_iter_mut())
             .enumerate()
-            .for_each(|(p, (np, ap))| {
+            .for_each(|(p, (xp, ap))| {
                 let d = laplacian(&cur, p);
                 for k in 0..3 {
                     let x1 = f64::from(cur[p][k]);
-                    let v = x1 - f64::from(prev[p][k]) + x1 - d[k];
-                    np[k] = v as f32;
-                    ap[k] = (f64::from(ap[k]) + ci * f64::from(np[k])) as f32;
+                    let v = (x1 - f64::from(xp[k]) + x1 - d[k]) as f32;
+                    xp[k] = v;
+                    ap[k] = (f64::from(ap[k]) + ci * f64::from(v)) as f32;
                 }
             });
         std::mem::swap(&mut prev, &mut cur);
-        std::mem::swap(&mut cur, &mut next);
     }
     Ok(acc
         .into_par_iter()
