@@ -1,7 +1,8 @@
-//! Developer entry point for joint smoothing (Slicer's Smoothing effect, method
+//! Developer entry point for the joint smoothing kernel (Slicer's Smoothing effect, method
 //! `JOINT_TAUBIN`), used by `slicer-extension/tests/test_parity_joint_smoothing.py` to compare
-//! the kernel with Slicer's VTK pipeline on the same label map, until the Smoothing effect
-//! calls it.
+//! the kernel alone with Slicer's VTK pipeline on the same label map (users reach it through
+//! the Smoothing effect: `segkit apply smoothing -p SmoothingMethod=JOINT_TAUBIN`, or the
+//! engine).
 //!
 //! ```text
 //! cargo run --release --example joint_smoothing -- --dims I J K --factor 0.5 labels.raw out.raw

@@ -12,9 +12,10 @@ The effect then writes the labels in order with mode Set and "overwrite visible 
 without masking a later label wins where two smoothed masks overlap: the reference label map
 is painted in label order.
 
-segkit's side is the developer example `examples/joint_smoothing.rs` (the Smoothing effect
-does not call the kernel yet), fed the same label map as raw u16; it is built with
-`cargo build --example joint_smoothing` when missing ($SEGKIT_JOINT_SMOOTHING_BIN overrides).
+segkit's side is the kernel alone, through the developer example `examples/joint_smoothing.rs`,
+fed the same label map as raw u16; it is built with `cargo build --example joint_smoothing`
+when missing ($SEGKIT_JOINT_SMOOTHING_BIN overrides). The last test goes through the Smoothing
+effect, the engine and the extension.
 
 Expected differences: segkit triangulates many marching-cubes loops along other diagonals
 than VTK's hand-made case table (same points, same topology, different mesh edges), which
