@@ -10,7 +10,7 @@
 //! - `FILL_OUTSIDE`: outside the segment the voxels become `FillValue`;
 //! - `FILL_INSIDE`: inside the segment they become `FillValue`;
 //! - `FILL_INSIDE_AND_OUTSIDE`: `BinaryMaskFillValueInside` inside and
-//!   `BinaryMaskFillValueOutside` outside (Slicer makes it a label volume "<name> label").
+//!   `BinaryMaskFillValueOutside` outside (Slicer makes it a label volume "`<name> label`").
 //!
 //! Fill values become the voxel type as VTK converts them: the stencil's background
 //! (`FillValue`, the inside value) is rounded half up (`floor(v + 0.5)`) for integer

@@ -7,7 +7,7 @@
 //! which compresses two to three times faster than zlib at a smaller size. libdeflate
 //! only writes complete streams: its last deflate block has BFINAL set and the stream is
 //! padded to a byte. So every block but the last is then *opened*: a scan of its deflate
-//! blocks (headers and Huffman codes, no output written; [`final_block`]) finds the bit
+//! blocks (headers and Huffman codes, no output written; `final_block`) finds the bit
 //! where its final block starts and the bit where the stream ends; BFINAL is cleared and
 //! an empty stored block is appended at the end bit, which brings the stream to a byte
 //! boundary without ending it (what zlib's sync flush writes). The blocks, joined, are
@@ -28,7 +28,7 @@ pub const BLOCK_BYTES: usize = 1 << 20;
 
 /// Bytes given to libdeflate at once at levels 0 and 1: few enough that its fastest level
 /// writes them as one deflate block (it ends blocks at 64 KiB or 8192 matches), whose end
-/// is found without reading the symbols ([`single_block_end`]). Restarting the window
+/// is found without reading the symbols (`single_block_end`). Restarting the window
 /// every 32 KiB costs about 3% of compressed size on CT; above level 1, where
 /// compressing costs more than scanning, libdeflate gets the whole block.
 pub const FAST_PIECE_BYTES: usize = 32 << 10;
