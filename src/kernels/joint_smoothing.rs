@@ -772,24 +772,6 @@ fn smooth_points(
         .map(|p| std::array::from_fn(|k| ((f64::from(p[k]) - centre[k]) / length) as f32))
         .collect();
     let n = x0.len();
-    // The mean of (x_p - x_q) over the stencil, summed term by term in stencil order as VTK
-    // does (each term divided by the count before it is added).
-    let laplacian = |x: &[[f32; 3]], p: usize| -> [f64; 3] {
-        let (qs, times, size) = stencils.of(p);
-        let m = f64::from(size);
-        let xp = x[p].map(f64::from);
-        let mut d = [0.0f64; 3];
-        for (&q, &t) in qs.iter().zip(times) {
-            let xq = x[q as usize];
-            let term: [f64; 3] = std::array::from_fn(|k| (xp[k] - f64::from(xq[k])) / m);
-            for _ in 0..t {
-                for k in 0..3 {
-                    d[k] += term[k];
-                }
-            }
-        }
-        d
-    };
     // x1 = (I - K/2) x0, accumulator = c0 x0 + c1 x1.
     let mut x1 = vec![[0f32; 3]; n];
     let mut acc = vec![[0f32; 3]; n];
@@ -797,7 +779,7 @@ fn smooth_points(
         .zip(acc.par_iter_mut())
         .enumerate()
         .for_each(|(p, (x1p, ap))| {
-            let d = laplacian(&x0, p);
+            let d = laplacian(&stencils, &x0, p);
             for k in 0..3 {
                 let x = f64::from(x0[p][k]);
                 let y = x - 0.5 * d[k];
@@ -815,17 +797,11 @@ fn smooth_points(
         // x_{i} = 2 (I - K/2) x_{i-1} - x_{i-2} (Chebyshev recurrence); accumulate cᵢ xᵢ.
         // x_{i-2} is read only at its own point, so x_i overwrites it in place (a third
         // array would cost this memory-bound loop one more stream).
-        prev.par_iter_mut()
-            .zip(acc.par_iter_mut())
+        prev.par_chunks_mut(CHUNK)
+            .zip(acc.par_chunks_mut(CHUNK))
             .enumerate()
-            .for_each(|(p, (xp, ap))| {
-                let d = laplacian(&cur, p);
-                for k in 0..3 {
-                    let x1 = f64::from(cur[p][k]);
-                    let v = (x1 - f64::from(xp[k]) + x1 - d[k]) as f32;
-                    xp[k] = v;
-                    ap[k] = (f64::from(ap[k]) + ci * f64::from(v)) as f32;
-                }
+            .for_each(|(n, (xs, accs))| {
+                chebyshev_step(&stencils, &cur, xs, accs, n * CHUNK, ci);
             });
         std::mem::swap(&mut prev, &mut cur);
     }
@@ -833,6 +809,52 @@ fn smooth_points(
         .into_par_iter()
         .map(|p| std::array::from_fn(|k| (f64::from(p[k]) * length + centre[k]) as f32))
         .collect())
+}
+
+/// Points per parallel task of a smoothing iteration.
+const CHUNK: usize = 4096;
+
+/// The mean of (x_p - x_q) over the stencil of `p`, summed term by term in stencil order as
+/// VTK does (each term divided by the count before it is added).
+fn laplacian(stencils: &Stencils, x: &[[f32; 3]], p: usize) -> [f64; 3] {
+    let (qs, times, size) = stencils.of(p);
+    let m = f64::from(size);
+    let xp = x[p].map(f64::from);
+    let mut d = [0.0f64; 3];
+    for (&q, &t) in qs.iter().zip(times) {
+        let xq = x[q as usize];
+        let term: [f64; 3] = std::array::from_fn(|k| (xp[k] - f64::from(xq[k])) / m);
+        for _ in 0..t {
+            for k in 0..3 {
+                d[k] += term[k];
+            }
+        }
+    }
+    d
+}
+
+/// One Chebyshev step for the points `start..start + xs.len()`: `xs` holds x_{i-2} and gets
+/// x_i = 2 (I - K/2) x_{i-1} - x_{i-2}; `accs` accumulates `ci` x_i. (A plain loop over a
+/// chunk of points is 6 % faster on the 1 mm CT than a parallel iterator over single points.
+/// Compiled for AVX2 it gained 3-4 % more: not worth a second, unsafe entry point.)
+fn chebyshev_step(
+    stencils: &Stencils,
+    cur: &[[f32; 3]],
+    xs: &mut [[f32; 3]],
+    accs: &mut [[f32; 3]],
+    start: usize,
+    ci: f64,
+) {
+    for (n, (xp, ap)) in xs.iter_mut().zip(accs).enumerate() {
+        let p = start + n;
+        let d = laplacian(stencils, cur, p);
+        for k in 0..3 {
+            let x1 = f64::from(cur[p][k]);
+            let v = (x1 - f64::from(xp[k]) + x1 - d[k]) as f32;
+            xp[k] = v;
+            ap[k] = (f64::from(ap[k]) + ci * f64::from(v)) as f32;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
