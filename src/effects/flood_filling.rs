@@ -44,8 +44,8 @@
 
 use super::schema::{EffectSpec, Input, ParamSpec, ParamValues};
 use super::{
-    check_point, Control, Effect, EffectError, EffectOutput, EffectRequest, ModificationMode,
-    Modifier,
+    check_point, standard_slice, Control, Effect, EffectError, EffectOutput, EffectRequest,
+    ModificationMode, Modifier,
 };
 use crate::volume::Scalar;
 use crate::with_volume;
@@ -140,9 +140,7 @@ fn fill_counted<T: Scalar>(
     // Voxel values are compared where the fill reaches, never over the whole volume: a
     // click fills a small part of a large volume more often than not.
     let contiguous = source.as_standard_layout();
-    let values = contiguous
-        .as_slice()
-        .ok_or_else(|| EffectError::Internal("a standard-layout array has no slice".into()))?;
+    let values = standard_slice(&contiguous)?;
     let in_range = |x: T| lo <= x && x <= hi;
     let neighborhood = Neighborhood::new(params.neighborhood_size_mm, shape);
     let accept = |idx: usize, kji: [usize; 3]| -> bool {

@@ -192,6 +192,15 @@ impl From<EffectError> for crate::Error {
     }
 }
 
+/// The elements of an array made contiguous by `as_standard_layout`, as a slice.
+pub(crate) fn standard_slice<'a, T, D: ndarray::Dimension>(
+    array: &'a ndarray::CowArray<'_, T, D>,
+) -> Result<&'a [T], EffectError> {
+    array
+        .as_slice()
+        .ok_or_else(|| EffectError::Internal("a standard-layout array has no slice".into()))
+}
+
 /// Checks that a point `[k, j, i]` lies inside an array of shape `(nk, nj, ni)`.
 pub fn check_point(point_kji: [usize; 3], shape: (usize, usize, usize)) -> Result<(), EffectError> {
     let (nk, nj, ni) = shape;

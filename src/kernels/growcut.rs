@@ -76,7 +76,7 @@
 //! ```
 
 use super::prefer_huge_pages;
-use crate::effects::{Control, EffectError};
+use crate::effects::{standard_slice, Control, EffectError};
 use ndarray::{Array3, ArrayView3, Axis};
 use rayon::prelude::*;
 
@@ -457,17 +457,10 @@ impl GrowCut {
             spacing_ijk,
         )?;
         let seeds = seeds.as_standard_layout();
-        let seeds = seeds
-            .as_slice()
-            .ok_or_else(|| EffectError::Internal("a standard-layout array has no slice".into()))?;
-        let locked_bits = match locked {
-            Some(l) => {
-                let l = l.as_standard_layout();
-                let voxels = l.as_slice().ok_or_else(|| {
-                    EffectError::Internal("a standard-layout array has no slice".into())
-                })?;
-                Some(Bits::of_non_zero(voxels))
-            }
+        let seeds = standard_slice(&seeds)?;
+        let locked = locked.as_ref().map(|l| l.as_standard_layout());
+        let locked_bits = match &locked {
+            Some(l) => Some(Bits::of_non_zero(standard_slice(l)?)),
             None => None,
         };
         let n = shape.0 * shape.1 * shape.2;
