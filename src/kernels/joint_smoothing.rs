@@ -544,7 +544,9 @@ struct Stencils {
     offsets: Vec<usize>,
     neighbours: Vec<PointId>,
     multiplicities: Vec<u8>,
-    /// Entries (with multiplicity) per point: the divisor of the mean.
+    /// Entries (with multiplicity) per point: the divisor of the mean. The sum of the
+    /// point's multiplicities, stored because summing them in the smoothing loop measured
+    /// 4 % slower.
     sizes: Vec<u16>,
 }
 
